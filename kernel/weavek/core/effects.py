@@ -17,6 +17,7 @@ from .messages import RingData
 __all__ = [
     "Allocated",
     "Broadcast",
+    "ClearStore",
     "Effect",
     "Failed",
     "Gossip",
@@ -89,6 +90,13 @@ class SaveRing:
 
 
 @dataclass(frozen=True, slots=True)
+class ClearStore:
+    """Throw away everything persisted (it belongs to another name or range); ``reason`` says why."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Allocated:
     """``ident`` now holds ``cidr``: persist it (and tell observers)."""
 
@@ -122,5 +130,15 @@ class Log:
 
 
 Effect = (
-    Reply | Broadcast | SendTo | Gossip | Refuse | SaveRing | Allocated | Released | RingChanged | Log
+    Reply
+    | Broadcast
+    | SendTo
+    | Gossip
+    | Refuse
+    | SaveRing
+    | ClearStore
+    | Allocated
+    | Released
+    | RingChanged
+    | Log
 )

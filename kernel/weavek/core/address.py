@@ -11,7 +11,7 @@ values that travel through the allocator are ints and small frozen records.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "CIDR",
@@ -38,6 +38,9 @@ def parse_address(text: str) -> tuple[int, int]:
         ip = ipaddress.ip_address(text.strip())
     except ValueError:
         raise AddressError(f"invalid IP address {text!r}") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        # int(ip) would silently drop the zone ("fe80::1%eth0"); Go's ParseIP rejects it too.
+        raise AddressError(f"invalid IP address {text!r}: zone not allowed")
     return int(ip), ip.version
 
 
@@ -48,27 +51,32 @@ def format_address(value: int, version: int = 4) -> str:
     return str(ipaddress.IPv6Address(value))
 
 
-@dataclass(frozen=True, slots=True)
-class CIDR:
+class _CIDRFields(NamedTuple):
+    addr: int
+    prefix: int
+    version: int
+
+
+class CIDR(_CIDRFields):
     """An address with a prefix length, such as ``10.32.0.5/12``.
 
     ``addr`` is the address as written; it need not be the first address of
     the block (an allocation result is a host address with the subnet's
-    prefix). ``start``/``end`` give the block it lies in.
+    prefix). ``start``/``end`` give the block it lies in. A tuple underneath,
+    because the allocator makes one per allocation and must do so cheaply.
     """
 
-    addr: int
-    prefix: int
-    version: int = 4
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        bits = _BITS.get(self.version)
+    def __new__(cls, addr: int, prefix: int, version: int = 4) -> CIDR:
+        bits = _BITS.get(version)
         if bits is None:
-            raise AddressError(f"unknown IP version {self.version}")
-        if not 0 <= self.prefix <= bits:
-            raise AddressError(f"prefix length /{self.prefix} out of range for IPv{self.version}")
-        if not 0 <= self.addr < (1 << bits):
-            raise AddressError(f"address {self.addr} out of range for IPv{self.version}")
+            raise AddressError(f"unknown IP version {version}")
+        if not 0 <= prefix <= bits:
+            raise AddressError(f"prefix length /{prefix} out of range for IPv{version}")
+        if not 0 <= addr < (1 << bits):
+            raise AddressError(f"address {addr} out of range for IPv{version}")
+        return super().__new__(cls, addr, prefix, version)
 
     @property
     def bits(self) -> int:
@@ -114,8 +122,8 @@ class CIDR:
         return CIDR(self.start, self.prefix, self.version)
 
     def with_addr(self, addr: int) -> CIDR:
-        """A host address inside this block, carrying this block's prefix."""
-        return CIDR(addr, self.prefix, self.version)
+        """A host address inside this block, carrying this block's prefix (not re-validated)."""
+        return tuple.__new__(CIDR, (addr, self[1], self[2]))
 
     def contains(self, addr: int) -> bool:
         return self.start <= addr < self.end
@@ -129,6 +137,9 @@ class CIDR:
     def __str__(self) -> str:
         return f"{format_address(self.addr, self.version)}/{self.prefix}"
 
+    def __repr__(self) -> str:
+        return f"CIDR({self})"
+
 
 def parse_cidr(text: str) -> CIDR:
     """Parse ``"10.32.0.0/12"`` (host bits allowed, as in an allocation result).
@@ -137,10 +148,14 @@ def parse_cidr(text: str) -> CIDR:
     """
     raw = text.strip()
     addr_text, sep, prefix_text = raw.partition("/")
-    value, version = parse_address(addr_text)
+    try:
+        value, version = parse_address(addr_text)
+    except AddressError:
+        raise AddressError(f"invalid CIDR {text!r}: bad address {addr_text!r}") from None
     if not sep:
         return CIDR(value, _BITS[version], version)
-    if not prefix_text.isdigit() or len(prefix_text) > 3:
+    # isdigit() alone admits "²" (int() then fails) and other scripts' digits ("١٢").
+    if not (prefix_text.isascii() and prefix_text.isdigit()) or len(prefix_text) > 3:
         raise AddressError(f"invalid prefix length in {text!r}")
     prefix = int(prefix_text)
     if prefix > _BITS[version]:

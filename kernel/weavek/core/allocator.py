@@ -30,6 +30,7 @@ is always on disk first.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 from . import codec
@@ -200,7 +201,9 @@ class Allocator:
         if restored:
             effects.append(Log("info", "Initialising with persisted data"))
             if seeds is not None:
-                effects.append(Log("info", "Found persisted IPAM data, ignoring supplied IPAM seed"))
+                effects.append(
+                    Log("info", "Found persisted IPAM data, ignoring supplied IPAM seed")
+                )
         elif seeds is not None:
             effects.append(Log("info", "Initialising with supplied IPAM seed"))
             self._create_ring(seeds, effects)
@@ -262,7 +265,9 @@ class Allocator:
             if not outside:
                 if not self.space.is_free(addr):
                     # The ring no longer gives us this address: keeping it would risk a duplicate.
-                    effects.append(Log("warning", f"Dropping persisted {cidr} of {ident}: not ours"))
+                    effects.append(
+                        Log("warning", f"Dropping persisted {cidr} of {ident}: not ours")
+                    )
                     effects.append(Released(ident, cidr))
                     continue
                 self.space.claim(addr)
@@ -342,14 +347,19 @@ class Allocator:
         self.ledger.revive(key)
         owner = self.ring.owner(addr)
         if owner == UNKNOWN_PEER:
-            effects.append(Log("info", f"Claim {text} for {ident}: not initialized yet; will try later"))
-            return self._pending_ok(op, effects)
+            effects.append(
+                Log("info", f"Claim {text} for {ident}: not initialized yet; will try later")
+            )
+            self._pending_ok(op, effects)
+            return None
         if owner != self.me:
             if owner in self.reachable:
                 effects.append(SendTo(owner, codec.encode(SpaceRequest(addr, addr + 1))))
-                return self._pending_ok(op, effects)
+                self._pending_ok(op, effects)
+                return None
             if op.no_error_on_unknown:
-                return self._pending_ok(op, effects)
+                self._pending_ok(op, effects)
+                return None
             if op.tries > MAX_CLAIM_TRIES:
                 return Failed(f"address {text} is owned by other peer {self._describe(owner)}")
             return None
@@ -371,7 +381,9 @@ class Allocator:
         holder = self.ledger.outside_holder(addr)
         if holder is None:
             record_key = text if ident == ANONYMOUS else key
-            self._record(ident_of(record_key), record_key, addr, op.cidr, op.is_container, True, effects)
+            self._record(
+                ident_of(record_key), record_key, addr, op.cidr, op.is_container, True, effects
+            )
         elif holder == key or ident == ANONYMOUS:
             pass
         elif self.ledger.is_dead(holder):
@@ -396,13 +408,13 @@ class Allocator:
         effects.append(Allocated(ident, cidr.with_addr(addr), is_container))
 
     def _pending_ok(self, op: _Claim, effects: list[Effect]) -> None:
+        """Stay pending; a claim that may not wait for the ring is answered OK now."""
         if op.no_error_on_unknown and not op.replied:
             op.replied = True
             effects.append(Reply(op.request, None))
-        return None
 
     def _done(self, op: _Claim) -> bool:
-        return False if op.replied else True
+        return not op.replied
 
     def _fail(self, op: _Claim, message: str) -> Failed | bool:
         return False if op.replied else Failed(message)
@@ -410,16 +422,16 @@ class Allocator:
     def _on_lookup(self, ev: LookupRequested, effects: list[Effect]) -> None:
         subnet = ev.subnet.network() if ev.subnet is not None else self.default_subnet
         lo, hi = subnet.host_range
-        found = tuple(
-            subnet.with_addr(a) for a in self.ledger.addresses(ev.ident) if lo <= a < hi
-        )
+        found = tuple(subnet.with_addr(a) for a in self.ledger.addresses(ev.ident) if lo <= a < hi)
         effects.append(Reply(ev.request, found))
 
     def _on_free(self, ev: FreeRequested, effects: list[Effect]) -> None:
         key = key_of(ev.ident)
         if not self.ledger.remove(key, ev.addr):
             text = format_address(ev.addr, self.universe.version)
-            effects.append(Reply(ev.request, Failed(f"Free: address {text} not found for ID {ev.ident}")))
+            effects.append(
+                Reply(ev.request, Failed(f"Free: address {text} not found for ID {ev.ident}"))
+            )
             return
         self._release(ev.ident, ev.addr, effects)
         effects.append(Reply(ev.request, None))
@@ -436,10 +448,9 @@ class Allocator:
     def _release(self, ident: str, addr: int, effects: list[Effect]) -> None:
         """Give an address the ledger has dropped back to the space."""
         if self._ustart <= addr < self._uend:
-            try:
+            # After a shutdown the space is gone but the ledger still answers.
+            with suppress(SpaceError):
                 self.space.free(addr)
-            except SpaceError:
-                pass  # after a shutdown the space is gone; the ledger still answers
             effects.append(Released(ident, self.universe.with_addr(addr)))
         else:
             effects.append(Released(ident, CIDR(addr, self.universe.bits, self.universe.version)))
@@ -480,8 +491,8 @@ class Allocator:
                 if not claim.replied:
                     effects.append(Reply(request, self._cancelled("Claim", claim.ident)))
         if ident is None:
-            for request in self._primes:
-                effects.append(Reply(request, Failed("Prime request cancelled", cancelled=True)))
+            cancelled = Failed("Prime request cancelled", cancelled=True)
+            effects.extend(Reply(request, cancelled) for request in self._primes)
             self._primes.clear()
 
     # -- containers --------------------------------------------------------
@@ -680,7 +691,10 @@ class Allocator:
         if isinstance(err, DifferentSeedsError):
             theirs = ", ".join(self._describe(p) for p in err.theirs)
             ours = ", ".join(self._describe(p) for p in err.ours)
-            return f"IP allocation was seeded by different peers (received: [{theirs}], ours: [{ours}])"
+            return (
+                "IP allocation was seeded by different peers "
+                f"(received: [{theirs}], ours: [{ours}])"
+            )
         if isinstance(err, DifferentRangeError):
             theirs = _range_text(*err.theirs, self.universe.version)
             return f"Incompatible IP allocation ranges (received: {theirs}, ours: {self.universe})"
@@ -744,8 +758,7 @@ class Allocator:
     def _retry(self, effects: list[Effect]) -> None:
         """Try pending work again: primes, then claims, then allocations."""
         if self._primes and not self.ring.empty:
-            for request in self._primes:
-                effects.append(Reply(request, None))
+            effects.extend(Reply(request, None) for request in self._primes)
             self._primes.clear()
         for request, claim in list(self._claims.items()):
             result = self._try_claim(claim, effects)

@@ -91,7 +91,7 @@ class SaveRing:
 
 @dataclass(frozen=True, slots=True)
 class ClearStore:
-    """Throw away everything persisted (it belongs to another name or range); ``reason`` says why."""
+    """Throw away everything persisted: it belongs to another name or range (``reason``)."""
 
     reason: str
 

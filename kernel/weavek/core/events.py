@@ -60,7 +60,10 @@ class AllocateRequested:
 
 @dataclass(frozen=True, slots=True)
 class ClaimRequested:
-    """Record ``cidr.addr`` for ``ident``; ``no_error_on_unknown`` answers OK before the ring exists."""
+    """Record ``cidr.addr`` for ``ident``.
+
+    ``no_error_on_unknown`` answers OK at once when the ring does not exist yet.
+    """
 
     request: object
     ident: str

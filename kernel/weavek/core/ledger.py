@@ -62,7 +62,7 @@ class Ledger:
         if held is None:
             return None
         if type(held) is int:
-            return held if lo <= held < hi else None  # type: ignore[operator]
+            return held if lo <= held < hi else None
         for addr in held:  # type: ignore[union-attr]
             if lo <= addr < hi:
                 return addr
@@ -73,7 +73,7 @@ class Ledger:
         if held is None:
             self._held[key] = addr
         elif type(held) is int:
-            self._held[key] = (held, addr)  # type: ignore[assignment]
+            self._held[key] = (held, addr)
         else:
             self._held[key] = (*held, addr)  # type: ignore[misc]
         if is_container:

@@ -90,7 +90,10 @@ class InitStrategy:
         """A ring exists now; forget any election state."""
 
     def status(self, waiting: bool) -> str:
-        """How the wait for a ring reads in ``weavek status`` (``waiting``: establish was called)."""
+        """How the wait for a ring reads in ``weavek status``.
+
+        ``waiting`` is True once :meth:`establish` has been called.
+        """
         return "priming" if waiting else "idle"
 
     def report(self) -> dict[str, Any] | None:

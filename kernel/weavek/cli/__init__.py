@@ -10,7 +10,8 @@ import sys
 
 import typer
 
-from ..plugins import PluginError, make_plugin_manager
+from weavek.plugins import PluginError, make_plugin_manager
+
 from . import plugins, simulate
 
 __all__ = ["app", "main"]

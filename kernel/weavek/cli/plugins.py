@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..plugins import installed_plugins, make_plugin_manager
+from weavek.plugins import installed_plugins, make_plugin_manager
 
 
 def plugins(

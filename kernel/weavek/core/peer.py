@@ -22,6 +22,9 @@ class PeerNameError(ValueError):
 
 def format_peer_name(name: int) -> str:
     """``1`` -> ``"00:00:00:00:00:01"``."""
+    if not 0 <= name <= MAX_PEER_NAME:
+        # Out of range, the slicing below would print a wrong name without a word.
+        raise PeerNameError(f"peer name {name} out of range [0, 2**48)")
     raw = f"{name:012x}"
     return ":".join(raw[i : i + 2] for i in range(0, 12, 2))
 
@@ -51,7 +54,9 @@ def parse_peer_name(text: str) -> int:
     else:
         octets = _octets(text, text)
         if len(octets) != 6:
-            raise PeerNameError(f"invalid peer name {text!r}: expected 6 octets like 01:23:45:67:89:ab")
+            raise PeerNameError(
+                f"invalid peer name {text!r}: expected 6 octets like 01:23:45:67:89:ab"
+            )
     value = 0
     for octet in octets:
         value = (value << 8) | octet

@@ -158,6 +158,9 @@ class Allocator:
         self.reachable: frozenset[int] = frozenset()
         self.awaiting = False
         self.shutting_down = False
+        # Set by a shutdown that found no heir: our ranges now belong to the unknown peer
+        # in a ring that was never persisted, so it must never be sent (gossip included).
+        self._heirless = False
         self.now = 0.0
         self._snapshot = snapshot
         self._allocates: dict[object, _Allocate] = {}
@@ -365,6 +368,10 @@ class Allocator:
             return None
         if self.space.is_free(addr):
             self.space.claim(addr)
+            if ident == ANONYMOUS:
+                # Filed under the address itself, like anonymous allocations and outside
+                # claims (it was filed under "_", so a later free by address failed).
+                ident = key = text
             self._record(ident, key, addr, op.cidr, op.is_container, False, effects)
             return self._done(op)
         if self.ledger.find(key, addr, addr + 1) is not None or ident == ANONYMOUS:
@@ -538,6 +545,7 @@ class Allocator:
             effects.append(SaveRing(self.ring.to_data()))
             effects.append(Broadcast(self._state(effects)))
         else:
+            self._heirless = True
             effects.append(Log("warning", "No peer to hand our ranges to"))
         effects.append(Reply(ev.request, None))
 
@@ -677,7 +685,7 @@ class Allocator:
             if updated:
                 self._ring_updated(effects)
         elif not self.ring.empty:
-            if known:
+            if known and not self._heirless:
                 effects.append(SendTo(sender, self._state(effects)))
         elif state.election is not None:
             self._apply(self.strategy.receive(sender, state.election), effects)
@@ -731,6 +739,8 @@ class Allocator:
     def _on_peers(self, ev: PeersChanged, effects: list[Effect]) -> None:
         new = ev.reachable - self.reachable
         self.reachable = ev.reachable
+        if self._heirless:
+            return  # see __init__
         if new and (not self.ring.empty or self.strategy.payload() is not None):
             effects.append(Gossip(self._state(effects)))
 
@@ -750,7 +760,7 @@ class Allocator:
         for key in self.ledger.dead_since(now - self.grace_period):
             effects.append(Log("info", f"Releasing addresses of dead container {ident_of(key)}"))
             self._drop(key, effects)
-        if now - self._last_gossip >= self.gossip_interval:
+        if now - self._last_gossip >= self.gossip_interval and not self._heirless:
             self._last_gossip = now
             if not self.ring.empty or self.strategy.payload() is not None:
                 effects.append(Gossip(self._state(effects)))
@@ -804,6 +814,8 @@ class Allocator:
         """A full consistency check, for tests and simulations (slow on big ledgers)."""
         self.ring.check()
         self._check()
+        if self.shutting_down:
+            return  # the space was handed on, but the ledger still answers lookups and frees
         inside = sum(
             1 for _, addrs, _ in self.ledger.items() for a in addrs if self.universe.contains(a)
         )

@@ -18,12 +18,15 @@ Differences from Weave, on purpose:
 
 * When a merge takes a range away from us, the allocator removes it from its
   space instead of crashing (Weave's "merge only adds" quirk).
-* Trailing entries of an incoming ring that split our last range are checked
-  for allocations like every other split, instead of being refused outright.
+* Entries of an incoming ring that split our last range, which wraps round
+  (trailing entries, and entries below our first token), are checked for
+  allocations like every other split. Weave refuses trailing ones outright and
+  never checks ones below the first token.
 """
 
 from __future__ import annotations
 
+import itertools
 import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
@@ -208,7 +211,7 @@ class Ring:
         if n == 0:
             return
         if not all(map(operator.lt, tokens, tokens[1:])):
-            for a, b in zip(tokens, tokens[1:], strict=False):
+            for a, b in itertools.pairwise(tokens):
                 if a == b:
                     raise InvalidRingError("Token appears twice in ring")
             raise InvalidRingError("Ring not sorted")
@@ -377,13 +380,22 @@ class Ring:
         rp: list[int] = []
         rv: list[int] = []
         rf: list[int] = []
+
+        def take(token: int, peer: int, version: int, free: int) -> None:
+            rt.append(token)
+            rp.append(peer)
+            rv.append(version)
+            rf.append(free)
+
         updated = False
-        prev_owner: int | None = None
+        # Below our first token we are in our last entry, which wraps round: a token of
+        # theirs there splits that entry's range and is checked like any other split.
+        prev_owner: int | None = mp[-1] if mp else None
         i = j = 0
         nm, nt = len(mt), len(tt)
         while j < nt:
             if i < nm and mt[i] < tt[j]:
-                rt.append(mt[i]), rp.append(mp[i]), rv.append(mv[i]), rf.append(mf[i])
+                take(mt[i], mp[i], mv[i], mf[i])
                 prev_owner = mp[i]
                 i += 1
                 continue
@@ -396,7 +408,7 @@ class Ring:
                             f"Peer {format_peer_name(tp[j])} says it owns the IP range from "
                             f"{self._fmt(tt[j])}, which I think I own"
                         )
-                rt.append(tt[j]), rp.append(tp[j]), rv.append(tv[j]), rf.append(tf[j])
+                take(tt[j], tp[j], tv[j], tf[j])
                 updated, prev_owner = True, None
                 j += 1
                 continue
@@ -425,15 +437,18 @@ class Ring:
                     f"incoming message says owner {format_peer_name(tp[j])} v{tv[j]}"
                 )
             if take_theirs:
-                rt.append(tt[j]), rp.append(tp[j]), rv.append(tv[j]), rf.append(tf[j])
+                take(tt[j], tp[j], tv[j], tf[j])
                 updated, prev_owner = True, None
             else:
-                rt.append(token), rp.append(mp[i]), rv.append(version), rf.append(mf[i])
+                take(token, mp[i], version, mf[i])
                 if version == mv[i]:
                     prev_owner = mp[i]
             i += 1
             j += 1
-        rt.extend(mt[i:]), rp.extend(mp[i:]), rv.extend(mv[i:]), rf.extend(mf[i:])
+        rt.extend(mt[i:])
+        rp.extend(mp[i:])
+        rv.extend(mv[i:])
+        rf.extend(mf[i:])
         return (rt, rp, rv, rf), updated
 
     def _span(self, lo: int, hi: int) -> list[Range]:

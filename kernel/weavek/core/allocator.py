@@ -170,6 +170,7 @@ class Allocator:
         self._last_gossip = 0.0
         self._owned: tuple[Range, ...] = ()
         self._touched = False
+        self._asked: set[Range] = set()
         # Subnet bounds (start, end, first host, end of hosts), computed once per subnet.
         self._bounds: dict[CIDR, tuple[int, int, int, int]] = {}
         self._handlers: dict[type, Callable[[object, list[Effect]], None]] = {
@@ -323,6 +324,11 @@ class Allocator:
         return None
 
     def _ask_for_space(self, lo: int, hi: int, effects: list[Effect]) -> None:
+        # One request per range until the ring changes or the retry tick: every
+        # pending allocation asking separately would fragment the ring (Weave #2181).
+        if (lo, hi) in self._asked:
+            return
+        self._asked.add((lo, hi))
         for donor in self.ring.donors_for(lo, hi, self.rng):
             if donor in self.reachable:
                 effects.append(SendTo(donor, codec.encode(SpaceRequest(lo, hi))))
@@ -611,6 +617,7 @@ class Allocator:
         self.awaiting = False
         self.strategy.ring_formed()
         self._touched = True
+        self._asked.clear()
         before = self._owned
         after = self._coalesced_owned()
         if after != before:
@@ -728,6 +735,7 @@ class Allocator:
         effects.append(SendTo(sender, state))
 
     def _on_denied(self, sender: int, denied: SpaceDenied, effects: list[Effect]) -> None:
+        self._asked.discard((denied.start, denied.end))
         for request, op in list(self._claims.items()):
             if denied.start <= op.cidr.addr < denied.end:
                 del self._claims[request]
@@ -750,6 +758,7 @@ class Allocator:
         self.now = now = ev.now
         if now - self._last_retry >= self.retry_interval:
             self._last_retry = now
+            self._asked.clear()
             if self.awaiting:
                 self._apply(self.strategy.tick(now), effects)
             elif self._allocates or self._claims or self._primes:

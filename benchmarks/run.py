@@ -197,22 +197,60 @@ def main() -> int:
     g10, g100, g1000 = (gossip[k][0] * 1000 for k in (10, 100, 1000))  # type: ignore[index]
     size1000 = gossip[1000][1]  # type: ignore[index]
     rows = [
-        Row(f"allocate, one peer, /12, {n:,} new idents", "258k ops/s", ">= 250k", ">= 100k",
-            f"{alloc_rate / 1000:.0f}k ops/s", alloc_rate >= 250e3, alloc_rate >= 100e3),
-        Row("delete of those idents", "375k ops/s", ">= 375k", ">= 150k",
-            f"{delete_rate / 1000:.0f}k ops/s", delete_rate >= 375e3, delete_rate >= 150e3),
-        Row(f"memory per live allocation at {n:,} / {big:,}", "157 B", "<= 160 B",
-            "<= 400 B, linear", f"{mem_small:.0f} B / {mem_big:.0f} B",  # type: ignore[str-format]
+        Row(
+            f"allocate, one peer, /12, {n:,} new idents",
+            "258k ops/s",
+            ">= 250k",
+            ">= 100k",
+            f"{alloc_rate / 1000:.0f}k ops/s",
+            alloc_rate >= 250e3,
+            alloc_rate >= 100e3,
+        ),
+        Row(
+            "delete of those idents",
+            "375k ops/s",
+            ">= 375k",
+            ">= 150k",
+            f"{delete_rate / 1000:.0f}k ops/s",
+            delete_rate >= 375e3,
+            delete_rate >= 150e3,
+        ),
+        Row(
+            f"memory per live allocation at {n:,} / {big:,}",
+            "157 B",
+            "<= 160 B",
+            "<= 400 B, linear",
+            f"{mem_small:.0f} B / {mem_big:.0f} B",  # type: ignore[str-format]
             max(mem_small, mem_big) <= 160,  # type: ignore[call-overload]
-            max(mem_small, mem_big) <= 400),  # type: ignore[call-overload]
-        Row("gossip receive, ring of 10 / 100 / 1000 peers", "0.05 / 0.10 / 0.64 ms",
-            "<= 0.64 ms", "<= 3 ms", f"{g10:.3f} / {g100:.3f} / {g1000:.3f} ms",
-            g1000 <= 0.64, g1000 <= 3),
-        Row("encoded size of a 1000-peer ring", "13.2 KB", "<= 6.6 KB", "<= 13.2 KB",
-            f"{size1000 / 1000:.1f} KB", size1000 <= 6600, size1000 <= 13200),
-        Row("simulator: 5 peers, /22, seed init, 1000 allocations", "26 ms", "<= 26 ms",
-            "<= 100 ms", f"{sim * 1000:.0f} ms",  # type: ignore[operator]
-            sim <= 0.026, sim <= 0.100),  # type: ignore[operator]
+            max(mem_small, mem_big) <= 400,
+        ),  # type: ignore[call-overload]
+        Row(
+            "gossip receive, ring of 10 / 100 / 1000 peers",
+            "0.05 / 0.10 / 0.64 ms",
+            "<= 0.64 ms",
+            "<= 3 ms",
+            f"{g10:.3f} / {g100:.3f} / {g1000:.3f} ms",
+            g1000 <= 0.64,
+            g1000 <= 3,
+        ),
+        Row(
+            "encoded size of a 1000-peer ring",
+            "13.2 KB",
+            "<= 6.6 KB",
+            "<= 13.2 KB",
+            f"{size1000 / 1000:.1f} KB",
+            size1000 <= 6600,
+            size1000 <= 13200,
+        ),
+        Row(
+            "simulator: 5 peers, /22, seed init, 1000 allocations",
+            "26 ms",
+            "<= 26 ms",
+            "<= 100 ms",
+            f"{sim * 1000:.0f} ms",  # type: ignore[operator]
+            sim <= 0.026,
+            sim <= 0.100,
+        ),  # type: ignore[operator]
     ]
     print(table(rows))
     if args.json:

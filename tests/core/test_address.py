@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from weavek.core.address import CIDR, AddressError, format_address, parse_address, parse_cidr
 
 V4 = 1 << 32

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from weavek.core import codec
 from weavek.core.address import CIDR, parse_address, parse_cidr
 from weavek.core.allocator import MAX_CLAIM_TRIES, Allocator

@@ -16,6 +16,7 @@ import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from weavek.core import codec
 from weavek.core.codec import (
     COMPRESS_ABOVE,

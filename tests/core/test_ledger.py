@@ -8,6 +8,7 @@ goes in and comes out as exactly the same string.
 from __future__ import annotations
 
 import pytest
+
 from weavek.core.ledger import Ledger, ident_of, key_of
 
 CONTAINER = "0123456789abcdef" * 4  # a Docker container ID: 64 lower-case hex digits

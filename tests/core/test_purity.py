@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 import weavek
 
 FORBIDDEN = frozenset(

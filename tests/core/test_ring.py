@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import pytest
+
 from weavek.core.address import Range, parse_address, parse_cidr
 from weavek.core.peer import UNKNOWN_PEER, parse_peer_name
 from weavek.core.ring import (

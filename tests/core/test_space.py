@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from weavek.core.address import parse_address, parse_cidr
 from weavek.core.space import Space, SpaceError, _aligned_block
 

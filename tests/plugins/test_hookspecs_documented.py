@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 import weavek.hookspecs
 
 HOOKS_MD = Path(__file__).resolve().parents[2] / "docs" / "reference" / "hooks.md"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pluggy
 import pytest
+
 from weavek.interfaces import InitStrategy, Transport
 from weavek.plugin import hookimpl
 from weavek.plugins import (

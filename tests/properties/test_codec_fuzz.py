@@ -16,6 +16,7 @@ import cbor2
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from weavek.core.codec import DecodeError, decode, decode_ring, encode, encode_ring
 from weavek.core.messages import Message, PeerState, RingData, SpaceDenied, SpaceRequest
 from weavek.core.peer import MAX_PEER_NAME

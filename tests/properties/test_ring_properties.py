@@ -52,6 +52,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+
 from weavek.core.address import CIDR, Range, parse_cidr
 from weavek.core.messages import RingData
 from weavek.core.ring import Ring

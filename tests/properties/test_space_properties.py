@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
 from weavek.core.address import parse_address
 from weavek.core.space import Space, SpaceError, _aligned_block
 

@@ -351,6 +351,11 @@ class Ring:
             if not self.seeds:
                 self.seeds = other.seeds
             return False  # nothing newer; free counts alone never win
+        if self.tokens == other.tokens:
+            updated = self._merge_aligned(other, has_allocations)
+            if not self.seeds:
+                self.seeds = other.seeds
+            return updated
         result, updated = self._merge_entries(other, has_allocations)
         merged = Ring(self.start, self.end, self.me, self.version)
         merged.tokens, merged.peers, merged.versions, merged.frees = (list(c) for c in result)
@@ -413,29 +418,8 @@ class Ring:
                 j += 1
                 continue
             # The same token on both sides.
-            token, take_theirs = mt[i], False
-            version = mv[i]
-            if mv[i] > tv[j] or (mv[i] == tv[j] and mp[i] == tp[j]):
-                pass
-            elif mv[i] == tv[j]:
-                if mp[i] == me and has_allocations(self.entry_ranges(i)):
-                    raise MergeConflictError(
-                        f"Inconsistent entries for {self._fmt(token)}: owned by "
-                        f"{format_peer_name(mp[i])} but incoming message says "
-                        f"{format_peer_name(tp[j])}"
-                    )
-                take_theirs = tf[j] > mf[i]  # tie-break on free count; ties keep ours
-            elif mp[i] != me:
-                take_theirs = True
-            elif tp[j] == me:
-                version = tv[j] + 1  # a stale echo of our own entry: assert ours
-            elif not has_allocations(self.entry_ranges(i)):
-                take_theirs = True  # repair: we hold nothing there, accept their owner
-            else:
-                raise MergeConflictError(
-                    f"Received update for IP range I own at {self._fmt(token)} v{mv[i]}: "
-                    f"incoming message says owner {format_peer_name(tp[j])} v{tv[j]}"
-                )
+            token = mt[i]
+            take_theirs, version = self._same_token(i, tp[j], tv[j], tf[j], has_allocations)
             if take_theirs:
                 take(tt[j], tp[j], tv[j], tf[j])
                 updated, prev_owner = True, None
@@ -450,6 +434,57 @@ class Ring:
         rv.extend(mv[i:])
         rf.extend(mf[i:])
         return (rt, rp, rv, rf), updated
+
+    def _same_token(
+        self, i: int, peer: int, version: int, free: int, has_allocations: HasAllocations
+    ) -> tuple[bool, int]:
+        """Their entry at our entry ``i``'s token: (take theirs?, our version if we keep ours)."""
+        me, mine_peer, mine_version = self.me, self.peers[i], self.versions[i]
+        if mine_version > version or (mine_version == version and mine_peer == peer):
+            return False, mine_version
+        if mine_version == version:
+            if mine_peer == me and has_allocations(self.entry_ranges(i)):
+                raise MergeConflictError(
+                    f"Inconsistent entries for {self._fmt(self.tokens[i])}: owned by "
+                    f"{format_peer_name(mine_peer)} but incoming message says "
+                    f"{format_peer_name(peer)}"
+                )
+            return free > self.frees[i], mine_version  # tie-break on free; ties keep ours
+        if mine_peer != me:
+            return True, mine_version
+        if peer == me:
+            return False, version + 1  # a stale echo of our own entry: assert ours
+        if not has_allocations(self.entry_ranges(i)):
+            return True, mine_version  # repair: we hold nothing there, accept their owner
+        raise MergeConflictError(
+            f"Received update for IP range I own at {self._fmt(self.tokens[i])} "
+            f"v{mine_version}: incoming message says owner {format_peer_name(peer)} v{version}"
+        )
+
+    def _merge_aligned(self, other: Ring, has_allocations: HasAllocations) -> bool:
+        """Merge a ring with exactly our tokens: only entries that differ need a decision.
+
+        Both rings are valid and have the same ranges, so no split, clamp or
+        re-check is needed; this is the common case of gossip (free reports,
+        transfers) and it runs mostly in C.
+        """
+        peers, versions, frees = list(self.peers), list(self.versions), list(self.frees)
+        tp, tv, tf = other.peers, other.versions, other.frees
+        differ = map(
+            operator.or_,
+            map(operator.ne, self.versions, tv),
+            map(operator.ne, self.peers, tp),
+        )
+        updated = False
+        for i in itertools.compress(range(len(peers)), differ):
+            take_theirs, version = self._same_token(i, tp[i], tv[i], tf[i], has_allocations)
+            if take_theirs:
+                peers[i], versions[i], frees[i] = tp[i], tv[i], tf[i]
+                updated = True
+            else:
+                versions[i] = version
+        self.peers, self.versions, self.frees = peers, versions, frees
+        return updated
 
     def _span(self, lo: int, hi: int) -> list[Range]:
         """``[lo, hi)`` going round the ring, split where it wraps."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
+
 from weavek.interfaces import InitStrategy
 from weavek.plugins import installed_plugins, make_plugin_manager, registry, resolve
 from weavek_seed import SeedStrategy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from weavek.core.strategy import Decision, InitArgumentError
 from weavek_seed import SeedStrategy
 from weavek_seed.strategy import parse_seeds

@@ -23,6 +23,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from weavek.core import codec
 from weavek.core.address import parse_cidr
@@ -32,6 +33,7 @@ from weavek.core.messages import PeerState
 from weavek.core.ring import Ring
 from weavek.testing.strategies import FixedSeeds
 
+T = TypeVar("T")
 ME = 0x0A0000000001
 UNIVERSE = parse_cidr("10.32.0.0/12")
 
@@ -171,7 +173,7 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def timed(label: str, fn: Callable[[], object]) -> object:
+def timed(label: str, fn: Callable[[], T]) -> T:
     t0 = time.perf_counter()
     result = fn()
     print(f"  {label}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -179,7 +181,7 @@ def timed(label: str, fn: Callable[[], object]) -> object:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
@@ -188,14 +190,15 @@ def main() -> int:
     n, big, rounds = (10_000, 50_000, 3) if args.quick else (100_000, 1_000_000, 5)
 
     print(f"weavek kernel benchmarks ({sys.executable}, one core)", file=sys.stderr)
-    alloc_rate, delete_rate = timed("allocate/delete", lambda: allocate_then_delete(n, rounds))  # type: ignore[misc]
+    alloc_rate, delete_rate = timed("allocate/delete", lambda: allocate_then_delete(n, rounds))
     mem_small = timed("memory small", lambda: bytes_per_allocation(n))
     mem_big = timed("memory big", lambda: bytes_per_allocation(big))
     gossip = {k: timed(f"gossip {k}", lambda k=k: gossip_receive(k, 51)) for k in (10, 100, 1000)}
     sim = timed("simulator", lambda: simulate(rounds))
 
-    g10, g100, g1000 = (gossip[k][0] * 1000 for k in (10, 100, 1000))  # type: ignore[index]
-    size1000 = gossip[1000][1]  # type: ignore[index]
+    g10, g100, g1000 = (gossip[k][0] * 1000 for k in (10, 100, 1000))
+    size1000 = gossip[1000][1]
+    worst_mem = max(mem_small, mem_big)
     rows = [
         Row(
             f"allocate, one peer, /12, {n:,} new idents",
@@ -220,10 +223,10 @@ def main() -> int:
             "157 B",
             "<= 160 B",
             "<= 400 B, linear",
-            f"{mem_small:.0f} B / {mem_big:.0f} B",  # type: ignore[str-format]
-            max(mem_small, mem_big) <= 160,  # type: ignore[call-overload]
-            max(mem_small, mem_big) <= 400,
-        ),  # type: ignore[call-overload]
+            f"{mem_small:.0f} B / {mem_big:.0f} B",
+            worst_mem <= 160,
+            worst_mem <= 400,
+        ),
         Row(
             "gossip receive, ring of 10 / 100 / 1000 peers",
             "0.05 / 0.10 / 0.64 ms",
@@ -247,10 +250,10 @@ def main() -> int:
             "26 ms",
             "<= 26 ms",
             "<= 100 ms",
-            f"{sim * 1000:.0f} ms",  # type: ignore[operator]
+            f"{sim * 1000:.0f} ms",
             sim <= 0.026,
             sim <= 0.100,
-        ),  # type: ignore[operator]
+        ),
     ]
     print(table(rows))
     if args.json:

@@ -138,9 +138,11 @@ class Store(Service, ABC):
         """Persist, atomically and in order, the effects that change state.
 
         The shell passes the effects of one allocator step; a store acts on
-        :class:`~weavek.core.effects.SaveRing`,
-        :class:`~weavek.core.effects.Allocated` and
-        :class:`~weavek.core.effects.Released` and ignores the rest.
+        :class:`~weavek.core.effects.SaveRing` (the ring and our peer name),
+        :class:`~weavek.core.effects.Allocated`,
+        :class:`~weavek.core.effects.Released` and
+        :class:`~weavek.core.effects.ClearStore` (forget everything), and
+        ignores the rest.
         """
 
 

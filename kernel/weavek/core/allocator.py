@@ -548,7 +548,7 @@ class Allocator:
         effects.append(RingChanged(before, ()))
         if heir != UNKNOWN_PEER:
             effects.append(Log("info", f"Handing our ranges to {self._describe(heir)}"))
-            effects.append(SaveRing(self.ring.to_data()))
+            effects.append(SaveRing(self.ring.to_data(), self.me))
             effects.append(Broadcast(self._state(effects)))
         else:
             self._heirless = True
@@ -629,7 +629,7 @@ class Allocator:
             self.space.update_ranges(after)
             self._owned = after
             effects.append(RingChanged(before, after))
-        effects.append(SaveRing(self.ring.to_data()))
+        effects.append(SaveRing(self.ring.to_data(), self.me))
         self._retry(effects)
 
     def _coalesced_owned(self) -> tuple[Range, ...]:
@@ -649,7 +649,7 @@ class Allocator:
                 free = sum(space.num_free_in(lo, hi) for lo, hi in ring.entry_ranges(i))
                 changed |= ring.set_free(i, free)
         if changed:
-            effects.append(SaveRing(ring.to_data()))
+            effects.append(SaveRing(ring.to_data(), self.me))
 
     def _state(self, effects: list[Effect]) -> bytes:
         """Our encoded state, with fresh free counts (persisted first if they changed)."""
@@ -729,7 +729,7 @@ class Allocator:
         self._touched = True
         before, self._owned = self._owned, self._coalesced_owned()
         effects.append(RingChanged(before, self._owned))
-        effects.append(SaveRing(self.ring.to_data()))
+        effects.append(SaveRing(self.ring.to_data(), self.me))
         state = self._state(effects)
         effects.append(Broadcast(state))
         effects.append(SendTo(sender, state))

@@ -84,9 +84,10 @@ class Refuse:
 
 @dataclass(frozen=True, slots=True)
 class SaveRing:
-    """Persist the ring (and our peer name with it) before anything that follows."""
+    """Persist the ring, and our peer name with it, before anything that follows."""
 
     ring: RingData
+    peer: int
 
 
 @dataclass(frozen=True, slots=True)

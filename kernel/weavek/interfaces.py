@@ -98,10 +98,21 @@ class Transport(Service, ABC):
         *,
         me: int,
         deliver: Callable[[TransportEvent], Awaitable[None]],
+        nickname: str = "",
+        listen: tuple[str, int] = ("0.0.0.0", 6783),
+        peers: Sequence[str] = (),
+        password: bytes | None = None,
     ) -> None:
         super().__init__(arg)
         self.me = me
         self.deliver = deliver
+        self.nickname = nickname
+        self.listen = listen
+        """Where to accept connections from peers (port 0: any free port)."""
+        self.peers = tuple(peers)
+        """Addresses (``host[:port]``) to dial at start and re-dial when lost."""
+        self.password = password
+        """With a password, every connection is authenticated and encrypted."""
 
     @abstractmethod
     async def send(self, peer: int, payload: bytes) -> None:

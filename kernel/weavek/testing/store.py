@@ -9,12 +9,15 @@ so every save and every restart also exercises the codec.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from weavek.core import codec
 from weavek.core.address import CIDR
 from weavek.core.effects import Allocated, ClearStore, Effect, Released, SaveRing
 from weavek.core.snapshot import Holding, Snapshot
+from weavek.interfaces import Store
 
-__all__ = ["STORAGE_EFFECTS", "MemoryStore"]
+__all__ = ["STORAGE_EFFECTS", "AsyncMemoryStore", "MemoryStore"]
 
 STORAGE_EFFECTS = (SaveRing, Allocated, Released, ClearStore)
 """The effect types a store carries out; the rest are for the network and the caller."""
@@ -78,3 +81,27 @@ class MemoryStore:
             for ident, (cidrs, is_container) in self.owned.items()
         }
         return Snapshot(self.peer, ring, owned)
+
+
+class AsyncMemoryStore(Store):
+    """A :class:`MemoryStore` behind the async :class:`~weavek.interfaces.Store` interface.
+
+    Several instances over one ``backing`` store are restarts of one peer,
+    which is how :class:`~weavek.testing.store_contract.StoreContract` tests it.
+    """
+
+    name = "memory"
+
+    def __init__(self, arg: str | None = None, *, backing: MemoryStore | None = None) -> None:
+        super().__init__(arg)
+        self.backing = MemoryStore(0) if backing is None else backing
+
+    async def load(self) -> Snapshot | None:
+        return self.backing.snapshot()
+
+    async def apply(self, effects: Sequence[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, SaveRing):
+                # The name saved with the ring is the one a restart must compare against.
+                self.backing.peer = effect.peer
+            self.backing.apply(effect)

@@ -72,6 +72,7 @@ def simulate(
     for index, ident, request in requests:
         typer.echo(f"peer-{index}  {ident:<14} {cluster.replies[request]}")
     check_safety(cluster)
+    cluster.converge()  # free counts travel with later gossip
     check_converged(cluster)
     first = cluster.allocator(0)
     typer.echo("")

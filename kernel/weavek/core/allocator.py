@@ -252,33 +252,39 @@ class Allocator:
             else:
                 self.space.update_ranges(self.ring.owned_ranges())
                 self._owned = self._coalesced_owned()
-                for ident, holding in snap.owned.items():
-                    self._restore_holding(ident, holding.cidrs, holding.is_container, effects)
+                # In address order, so each claim takes the front of a free interval
+                # instead of splitting one: restoring a million allocations stays linear.
+                held = sorted(
+                    (
+                        (cidr.addr, ident, cidr, holding.is_container)
+                        for ident, holding in snap.owned.items()
+                        for cidr in holding.cidrs
+                    ),
+                    key=lambda row: row[0],
+                )
+                for _addr, ident, cidr, is_container in held:
+                    self._restore_holding(ident, cidr, is_container, effects)
                 return True
         effects.append(Log("info", reason))
         effects.append(ClearStore(reason))
         return False
 
     def _restore_holding(
-        self, ident: str, cidrs: tuple[CIDR, ...], is_container: bool, effects: list[Effect]
+        self, ident: str, cidr: CIDR, is_container: bool, effects: list[Effect]
     ) -> None:
-        key = key_of(ident)
-        for cidr in cidrs:
-            addr = cidr.addr
-            outside = not self.universe.contains(addr)
-            if not outside:
-                if not self.space.is_free(addr):
-                    # The ring no longer gives us this address: keeping it would risk a duplicate.
-                    effects.append(
-                        Log("warning", f"Dropping persisted {cidr} of {ident}: not ours")
-                    )
-                    effects.append(Released(ident, cidr))
-                    continue
-                self.space.claim(addr)
-            elif self.ledger.outside_holder(addr) is not None:
+        addr = cidr.addr
+        outside = not self.universe.contains(addr)
+        if not outside:
+            if not self.space.is_free(addr):
+                # The ring no longer gives us this address: keeping it would risk a duplicate.
+                effects.append(Log("warning", f"Dropping persisted {cidr} of {ident}: not ours"))
                 effects.append(Released(ident, cidr))
-                continue
-            self.ledger.add(key, addr, is_container, outside)
+                return
+            self.space.claim(addr)
+        elif self.ledger.outside_holder(addr) is not None:
+            effects.append(Released(ident, cidr))
+            return
+        self.ledger.add(key_of(ident), addr, is_container, outside)
 
     # -- requests ----------------------------------------------------------
 

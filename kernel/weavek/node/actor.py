@@ -32,6 +32,7 @@ import pluggy
 from weavek.core import effects as fx
 from weavek.core.allocator import Allocator
 from weavek.core.effects import Effect
+from weavek.core.peer import format_peer_name
 from weavek.interfaces import Store, Transport
 
 from .mailbox import Mailbox, Query
@@ -164,7 +165,7 @@ class Actor:
             elif isinstance(effect, fx.Gossip):
                 await self.transport.gossip(effect.payload)
             elif isinstance(effect, fx.Refuse):
-                log.warning("refusing peer %012x: %s", effect.peer, effect.reason)
+                log.warning("refusing peer %s: %s", format_peer_name(effect.peer), effect.reason)
                 await self.transport.refuse(effect.peer, effect.reason)
         except Exception:
             log.exception("transport failed to carry out %s", type(effect).__name__)

@@ -101,6 +101,10 @@ class Link:
         except anyio.WouldBlock:
             log.warning("send queue to %s full; closing the connection", self.describe())
             self.abort()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            # The writer already ended (the peer closed first): the message has nowhere to go,
+            # and one dead link must not stop a flood or a refusal from reaching the others.
+            self.closed = True
 
     def close(self, reason: str) -> None:
         """Tell the peer why, then close (as soon as what is queued before is sent)."""

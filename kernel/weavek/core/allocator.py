@@ -685,9 +685,17 @@ class Allocator:
             self._on_denied(ev.sender, message, effects)
 
     def _on_state(self, sender: int, state: PeerState, via: Via, effects: list[Effect]) -> None:
+        learned = False
         for peer, nick in state.nicknames:
-            if peer != self.me and (peer in self.nicknames or len(self.nicknames) < MAX_NICKNAMES):
+            if peer == self.me or self.nicknames.get(peer) == nick:
+                continue
+            if peer in self.nicknames or len(self.nicknames) < MAX_NICKNAMES:
                 self.nicknames[peer] = nick
+                learned = True
+        if learned and not self._heirless and not self.ring.empty:
+            # Pass news of peers on (Weave re-gossiped what changed): otherwise a peer that
+            # became reachable through another shows without a nickname until periodic gossip.
+            effects.append(Gossip(self._state(effects)))
         known = via is not Via.GOSSIP
         if state.ring is not None:
             try:

@@ -1,4 +1,4 @@
-"""Real peers in one process: the in-memory transport and store, real plugins for the rest."""
+"""Shared fixtures: real peers in one process on the in-memory transport and store."""
 
 from __future__ import annotations
 

@@ -295,3 +295,25 @@ def test_cidr_contains_matches_range(cidr: CIDR, addr: int) -> None:
     addr %= 1 << cidr.bits
     assert cidr.contains(addr) == (cidr.start <= addr < cidr.end)
     assert cidr.overlaps((addr, addr + 1)) == cidr.contains(addr)
+
+
+@given(
+    st.lists(
+        st.one_of(st.integers(0, 300).map(str), st.text("0123456789+-x ", max_size=4)),
+        min_size=3,
+        max_size=5,
+    )
+)
+def test_dotted_quad_fast_path_agrees_with_ipaddress(parts: list[str]) -> None:
+    text = ".".join(parts)
+    try:
+        expected: tuple[int, int] | None = (int(ipaddress.IPv4Address(text.strip())), 4)
+    except ValueError:
+        expected = None
+    try:
+        got: tuple[int, int] | None = parse_address(text)
+    except AddressError:
+        got = None
+    if got is not None and got[1] == 6:
+        got = None  # not an IPv4 text; ipaddress.IPv4Address refused it above
+    assert got == expected

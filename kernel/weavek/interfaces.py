@@ -38,11 +38,14 @@ from .core.snapshot import Snapshot
 from .core.strategy import InitStrategy
 
 __all__ = [
+    "ContainerNotFound",
     "InitStrategy",
     "Runtime",
     "RuntimeEvent",
+    "RuntimeUnsupported",
     "Service",
     "Store",
+    "StoreUnavailable",
     "Transport",
     "TransportEvent",
 ]
@@ -54,6 +57,24 @@ RuntimeEvent = ContainerStarted | ContainerDied | ContainerDestroyed
 """What a runtime hands the peer about the containers it watches."""
 
 
+class StoreUnavailable(Exception):
+    """Raised by a :class:`Store` when its backing service cannot be reached (etcd or Docker down).
+
+    The message says what is wrong in one line. The peer then acknowledges
+    nothing that needed the write, keeps the writes and retries them until
+    they succeed, and shows the message in status and API errors.
+    Any other exception from a store is a bug or corrupt data and stops the peer.
+    """
+
+
+class ContainerNotFound(Exception):
+    """Raised by a :class:`Runtime` for a container it does not know, or one that vanished."""
+
+
+class RuntimeUnsupported(Exception):
+    """Raised by a :class:`Runtime` for an operation it does not offer (``expose`` without a bridge)."""
+
+
 class Service:
     """An async context manager the shell enters before the peer starts and leaves when it stops."""
 
@@ -63,6 +84,15 @@ class Service:
     def __init__(self, arg: str | None) -> None:
         self.arg = arg
         """The text after ``=`` in ``NAME=ARG``, or None."""
+
+    def health(self) -> str | None:
+        """None while this service works; else one line saying what is wrong.
+
+        Shown in ``weavek status`` and ``/report`` (e.g. ``docker daemon
+        unreachable at unix:///run/docker.sock, reconnecting``). Cheap and
+        synchronous: return what the service's own tasks last observed.
+        """
+        return None
 
     async def __aenter__(self) -> Self:
         return self
@@ -163,6 +193,12 @@ class Runtime(Service, ABC):
     :param arg: the text after ``--runtime NAME=``, or None.
     :param deliver: awaited for each container event the runtime observes;
         a container's death releases its addresses after a grace period.
+    :param bridge: the host bridge containers are attached to.
+    :param universe: the allocation range; attached containers get a route to it.
+
+    Idents are what the runtime calls a container canonically (Docker's
+    full container ID, a namespace name); :meth:`resolve` turns what a
+    user typed (a name, a short ID, a PID) into one.
     """
 
     def __init__(
@@ -170,18 +206,37 @@ class Runtime(Service, ABC):
         arg: str | None,
         *,
         deliver: Callable[[RuntimeEvent], Awaitable[None]],
+        bridge: str = "weavek",
+        universe: CIDR | None = None,
     ) -> None:
         super().__init__(arg)
         self.deliver = deliver
+        self.bridge = bridge
+        self.universe = universe
+
+    @abstractmethod
+    async def resolve(self, container: str) -> str | None:
+        """The ident of the container a user named, or None if this runtime does not know it."""
 
     @abstractmethod
     async def attach(self, ident: str, cidrs: Sequence[CIDR]) -> None:
-        """Give container ``ident`` an interface with these addresses and a route to the range."""
+        """Give container ``ident`` an interface with these addresses and a route to the range.
+
+        :raises ContainerNotFound: the container (or its namespace) is gone.
+        """
 
     @abstractmethod
     async def detach(self, ident: str, cidrs: Sequence[CIDR]) -> None:
-        """Remove these addresses from container ``ident``."""
+        """Remove these addresses from container ``ident`` (its interface once none are left)."""
 
     @abstractmethod
     async def running(self) -> frozenset[str]:
         """The idents of the containers that exist now, for reconciliation at start-up."""
+
+    async def expose(self, cidrs: Sequence[CIDR]) -> None:
+        """Give the host's bridge these addresses (``weavek expose``)."""
+        raise RuntimeUnsupported(f"the {self.name} runtime cannot expose the host")
+
+    async def hide(self, cidrs: Sequence[CIDR]) -> None:
+        """Take these addresses off the host's bridge (``weavek hide``)."""
+        raise RuntimeUnsupported(f"the {self.name} runtime cannot hide the host")

@@ -9,10 +9,12 @@ line -- "no peer answering at ...", a timeout, or the peer's own error body
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+import socket
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
-import httpx
+if TYPE_CHECKING:  # imported where used: `weavek launch` starts faster without httpx
+    import httpx
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -53,12 +55,21 @@ class PeerClient:
 
     def __init__(self, addr: str, *, timeout: float = READ_TIMEOUT) -> None:
         self.addr = addr
-        self._http = httpx.Client(
-            base_url=f"http://{addr}",
-            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
-            # A proxy from the environment has no business between us and loopback.
-            trust_env=False,
-        )
+        self._timeout = timeout
+        self._client: httpx.Client | None = None
+
+    @property
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(
+                base_url=f"http://{self.addr}",
+                timeout=httpx.Timeout(self._timeout, connect=CONNECT_TIMEOUT),
+                # A proxy from the environment has no business between us and loopback.
+                trust_env=False,
+            )
+        return self._client
 
     def __enter__(self) -> PeerClient:
         return self
@@ -67,7 +78,8 @@ class PeerClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        if self._client is not None:
+            self._client.close()
 
     def request(
         self,
@@ -83,6 +95,8 @@ class PeerClient:
         :param timeout: seconds to wait for the answer, instead of the client's.
         :raises CommandError: when no peer answers, or it does not answer in time.
         """
+        import httpx
+
         headers = {"Accept": "application/json" if as_json else "text/plain"}
         extra: dict[str, Any] = {}
         if timeout is not None:
@@ -119,6 +133,15 @@ class PeerClient:
 
     def answers(self) -> bool:
         """True when something answers HTTP on ``addr`` (any status counts)."""
+        # Nothing listening is the common answer (``launch`` asks first): give it
+        # without loading the HTTP client.
+        host, _, port = self.addr.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=1.0).close()
+        except (OSError, ValueError):
+            return False
+        import httpx
+
         try:
             self._http.get("/status", timeout=httpx.Timeout(1.0, connect=1.0))
         except httpx.HTTPError:

@@ -42,7 +42,8 @@ produce it with :class:`ValueError`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from io import BytesIO
 from itertools import accumulate
 from operator import sub
@@ -68,6 +69,7 @@ __all__ = [
     "decode_ring",
     "encode",
     "encode_ring",
+    "shared_decoding",
 ]
 
 VERSION = 1
@@ -85,7 +87,8 @@ _ZSTD, _LEVEL = 0x01, 5
 _REQUEST, _STATE, _DENIED, _RING = 0, 1, 2, 3
 _LIMITS = {4: 1 << 32, 6: 1 << 128}
 _CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
-_SCALARS = (type(None), bool, int, str, bytes)
+_SCALAR_SET = frozenset((type(None), bool, int, str, bytes))
+_KEY_SET = frozenset((str, bytes))
 # Tags cbor2 decodes itself (dates, decimals, bigfloats, regexes, sharing, sets...): all
 # refused before they are evaluated; bignums (2, 3) stay. Unknown tags reach tag_hook.
 _TAGS = (0, 1, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004)
@@ -129,7 +132,40 @@ def encode_ring(ring: RingData) -> bytes:
 
 def decode(data: bytes) -> Message:
     """Decode a message; raises :class:`DecodeError`, and nothing else, if it is not valid."""
-    return _guarded(_message, data)
+    if _shared is None:
+        return _guarded(_message, data)
+    key = id(data)
+    hit = _shared.get(key)
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    message = _guarded(_message, data)
+    if len(_shared) >= _SHARED_LIMIT:
+        del _shared[next(iter(_shared))]  # the oldest: its deliveries are done by now
+    _shared[key] = (data, message)  # holding ``data`` keeps its id from being reused
+    return message
+
+
+_shared: dict[int, tuple[bytes, Message]] | None = None
+_SHARED_LIMIT = 4096
+
+
+@contextmanager
+def shared_decoding() -> Iterator[None]:
+    """Within this block, decode each bytes *object* once and hand every caller the result.
+
+    For simulators, which deliver one broadcast's bytes object to every peer:
+    what decode returns is a pure function of the bytes, so the run is the
+    same, only faster. Callers then share the decoded message, so they must
+    not change it (messages are frozen; election data is only read). A real
+    peer receives fresh bytes from its socket every time and never uses this.
+    """
+    global _shared
+    outer = _shared
+    _shared = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _shared = outer
 
 
 def decode_ring(data: bytes) -> RingData:
@@ -417,18 +453,22 @@ def _check_plain(value: Any, error: type[ValueError]) -> None:
     while stack:
         item, depth = stack.pop()
         kind = type(item)
-        if kind in _SCALARS:
+        if kind in _SCALAR_SET:
             continue
         if depth >= MAX_ELECTION_DEPTH:
             raise error(f"election data nested deeper than {MAX_ELECTION_DEPTH}")
         if kind is list:
-            stack.extend((x, depth + 1) for x in item)
+            children: Any = item
         elif kind is dict:
-            if not all(type(k) is str or type(k) is bytes for k in item):
+            if not set(map(type, item)) <= _KEY_SET:
                 raise error("election map keys must be str or bytes")
-            stack.extend((x, depth + 1) for x in item.values())
+            children = item.values()
         else:
             raise error(f"election data may not contain {kind.__name__}")
+        # Most containers hold only scalars: look at their types in C, and walk
+        # only into the ones that do not (which the loop then checks or refuses).
+        if not set(map(type, children)) <= _SCALAR_SET:
+            stack.extend((x, depth + 1) for x in children if type(x) not in _SCALAR_SET)
 
 
 def _pack_election(value: Any) -> bytes | None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from weavek.core import codec
 from weavek.core import effects as fx
 from weavek.core import events as ev
 from weavek.core.address import CIDR, parse_address, parse_cidr
@@ -329,7 +330,9 @@ class Cluster:
         return self.run_until(lambda: self.network.quiet and is_converged(self), timeout)
 
     def _run(self, end: float, pred: Callable[[], bool] | None) -> bool:
-        return self.network.run(end, self._deliver, self._tick, pred)
+        # Every recipient of a broadcast gets the same bytes object: decode it once.
+        with codec.shared_decoding():
+            return self.network.run(end, self._deliver, self._tick, pred)
 
     def _deliver(self, d: Delivery) -> None:
         self.feed(d.dst, ev.GossipReceived(d.sender, d.payload, d.via))

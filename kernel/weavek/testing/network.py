@@ -110,7 +110,8 @@ class SimNetwork:
         self.epochs: dict[int, int] = dict.fromkeys(self.peers, 0)
         self._group: dict[int, int] = {}
         self._cuts: set[frozenset[int]] = set()
-        self._queue: list[Delivery] = []
+        # (due, seq, delivery): tuples compare in C, a dataclass's order in Python
+        self._queue: list[tuple[float, int, Delivery]] = []
         self.urgent = 0
         """Broadcast and unicast deliveries in flight (see :attr:`quiet`)."""
         self._seq = 0
@@ -212,9 +213,8 @@ class SimNetwork:
             self._last_due[link] = due
         self._seq += 1
         self.urgent += via is not Via.GOSSIP
-        heapq.heappush(
-            self._queue, Delivery(due, self._seq, sender, dst, payload, via, self.epochs[dst])
-        )
+        d = Delivery(due, self._seq, sender, dst, payload, via, self.epochs[dst])
+        heapq.heappush(self._queue, (due, self._seq, d))
 
     @property
     def in_flight(self) -> int:
@@ -233,11 +233,11 @@ class SimNetwork:
 
     def next_due(self) -> float:
         """When the next delivery is due; infinity when nothing is in flight."""
-        return self._queue[0].due if self._queue else math.inf
+        return self._queue[0][0] if self._queue else math.inf
 
     def pop(self) -> Delivery | None:
         """Take the next delivery, advancing the clock to it; None if it cannot be made."""
-        d = heapq.heappop(self._queue)
+        d = heapq.heappop(self._queue)[2]
         self.now = max(self.now, d.due)
         self.urgent -= d.via is not Via.GOSSIP
         if d.dst not in self.live or self.epochs[d.dst] != d.epoch:

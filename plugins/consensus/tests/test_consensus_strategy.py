@@ -16,7 +16,7 @@ from weavek.core.messages import PeerState
 from weavek.core.strategy import NO_DECISION, Decision, InitArgumentError
 from weavek.plugins import installed_plugins, make_plugin_manager, registry, resolve
 from weavek_consensus import ConsensusStrategy
-from weavek_consensus.payload import decode
+from weavek_consensus.payload import decode, encode
 
 A1, A2 = 0x01 << 40, 0x02 << 40
 
@@ -195,3 +195,29 @@ def test_it_is_listed_with_its_distribution() -> None:
     [info] = [i for i in installed_plugins(pm) if i.name == "consensus"]
     assert (info.family, info.distribution) == ("init", "weavek-consensus")
     assert info.version == importlib.metadata.version("weavek-consensus")
+
+
+def test_a_vote_broadcasts_our_own_record_and_repeats_the_whole_map() -> None:
+    """A vote travels alone from its voter; ticks and gossip carry the whole map."""
+    a1 = ConsensusStrategy("3", me=A1, uid=11)
+    a2 = ConsensusStrategy("3", me=A2, uid=22)
+    a3 = ConsensusStrategy("3", me=0x03 << 40, uid=33)
+    a1.establish(0.0)
+    proposal = a1.payload()
+    assert a2.receive(A1, proposal) == Decision(broadcast=True)  # A2 promises
+    vote = decode(a2.payload())  # what the allocator broadcasts right after
+    assert vote is not None and list(vote) == [(A2, 22)]
+    assert vote[(A2, 22)].promise == (1, A1, 11)
+    whole = decode(a2.payload())  # periodic gossip: every record A2 knows
+    assert whole is not None and set(whole) == {(A1, 11), (A2, 22)}
+    # The vote alone moves the election on: A1 counts A2's promise and accepts.
+    assert a1.receive(A2, encode(vote)) == Decision(broadcast=True)
+    accept = decode(a1.payload())
+    assert accept is not None and list(accept) == [(A1, 11)]
+    assert accept[(A1, 11)].accepted == (1, A1, 11)
+    # A record A1 learns without voting is not news worth a broadcast of its own.
+    a3.receive(A1, proposal)
+    assert a1.receive(0x03 << 40, a3.payload()) == Decision(broadcast=False)
+    assert a1.tick(1.0) == Decision(broadcast=True)  # votes came in: repeat the whole map
+    repeat = decode(a1.payload())
+    assert repeat is not None and set(repeat) == {(A1, 11), (A2, 22), (0x03 << 40, 33)}

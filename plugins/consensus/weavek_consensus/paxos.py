@@ -13,7 +13,7 @@ accepted, and that ballot's value (the peer names, and the ballot that first
 chose them: the value's *origin*).
 
 **What is sent, and when.** There are no addressed messages: a node
-broadcasts its whole map of records, and a receiver merges it in
+broadcasts records from its map, and a receiver merges them in
 (:meth:`Node.update`: per record, keep the higher promise and the higher
 accepted ballot) and then *thinks* (:meth:`Node.think`). The textbook
 messages are all changes to a node's own record, seen by others:
@@ -30,11 +30,15 @@ messages are all changes to a node's own record, seen by others:
 * accepted -- a node that sees its promised ballot accepted copies the
   acceptance (:data:`Event.ACCEPT`).
 
-The allocator broadcasts our map after we propose and whenever thinking
-changed our own record. *Consensus* is a quorum of records that accepted the
-same ballot; only a node that proposed (so has a quorum) looks for it, builds
-the ring from the value, and broadcasts the ring, which ends the election
-everywhere.
+The strategy has our whole map broadcast when we propose and on retry
+ticks, and gossiped periodically; when a vote from a peer changed our own
+record, it broadcasts that record alone. Every elector broadcasts its own
+votes, so a vote needs to travel only from its voter: resending whole maps
+made an election of N electors move N^2 copies of N records, and the whole
+maps in ticks and gossip still repair what was lost. *Consensus* is a quorum
+of records that accepted the same ballot; only a node that proposed (so has
+a quorum) looks for it, builds the ring from the value, and broadcasts the
+ring, which ends the election everywhere.
 
 **Why a quorum of floor(N/2)+1 never agrees on two values.** Any two sets of
 that size among N voters share a node. A node's promise only rises, and it
@@ -49,7 +53,10 @@ b, and did so before promising b' (after, it would have refused b < b'), so
 s's record shows an acceptance at b or above. The highest acceptance among
 the promisers is then some h with b <= h < b', and h's value is v (h = b, or
 b < h < b' and b' was the lowest exception), so b' took v after all. Only v
-can ever be agreed.
+can ever be agreed. Nothing here depends on how many records a message
+carries: receiving part of a map is the same as not having heard of the
+rest yet, which is the same as a message lost, and every record it does carry
+is still a copy of that node's own record at some moment.
 
 Two departures from Weave, both for safety and neither visible to users:
 
@@ -78,6 +85,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from operator import attrgetter
 
 __all__ = [
     "MAX_NODES",
@@ -174,6 +182,16 @@ ballot promised to someone else, once."""
 del P, E
 
 
+_PROMISE = attrgetter("promise")
+
+
+def _same_origin(value: Value, ours: Claims | None, mine: Value | None) -> bool:
+    """Whether ``value``'s origin is surely known already: the record it replaces, or our own."""
+    if ours is not None and ours.value is not None and ours.value.origin == value.origin:
+        return True
+    return mine is not None and mine.origin == value.origin
+
+
 def phase_of(claims: Claims, me: NodeID) -> Phase:
     """The phase a record is in, for node ``me``."""
     promise = claims.promise
@@ -219,7 +237,8 @@ class Node:
     def update(self, received: Mapping[NodeID, Claims]) -> bool:
         """Merge another node's map into ours; True if we learned anything."""
         knows, changed = self.knows, False
-        origins = {c.value.origin for c in knows.values() if c.value is not None}
+        origins: set[Ballot] | None = None  # the values' origins we know, found when needed
+        mine = knows.get(self.id, NO_CLAIMS).value
         room = MAX_NODES - len(knows) - (self.id not in knows)
         for nid, theirs in received.items():
             if nid == self.id:
@@ -237,10 +256,14 @@ class Node:
                     new = Claims(promise, ours.accepted, ours.value)
                 if new == ours:
                     continue
-            if new.value is not None and new.value.origin not in origins:
-                if len(origins) >= MAX_VALUES:
-                    continue  # as if not heard of yet
-                origins.add(new.value.origin)
+            value = new.value
+            if value is not None and not _same_origin(value, ours, mine):
+                if origins is None:
+                    origins = {c.value.origin for c in knows.values() if c.value is not None}
+                if value.origin not in origins:
+                    if len(origins) >= MAX_VALUES:
+                        continue  # as if not heard of yet
+                    origins.add(value.origin)
             room -= ours is None
             knows[nid] = new
             changed = True
@@ -307,10 +330,12 @@ class Node:
         # A ballot of ours above our own promise was never made by us (our
         # promise follows every proposal we make): someone's garbage, ignored.
         me = self.id
-        top = max(
-            (c.promise for c in self.knows.values() if (c.promise[1], c.promise[2]) != me),
-            default=NO_BALLOT,
-        )
+        top = max(map(_PROMISE, self.knows.values()), default=NO_BALLOT)  # in C: most often right
+        if (top[1], top[2]) == me:
+            top = max(
+                (c.promise for c in self.knows.values() if (c.promise[1], c.promise[2]) != me),
+                default=NO_BALLOT,
+            )
         return Claims(top, ours.accepted, ours.value) if top > ours.promise else None
 
     def _promises(self, ours: Claims) -> Claims | None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
@@ -116,12 +117,20 @@ def _value(raw: object) -> Value:
     blob = raw[3]
     if origin == NO_BALLOT or not isinstance(blob, bytes) or len(blob) % 6:
         raise _Invalid
-    names = tuple(int.from_bytes(blob[i : i + 6], "big") for i in range(0, len(blob), 6))
-    if not 0 < len(names) <= MAX_NODES or names[0] == 0:
+    return Value(origin, _names(blob))
+
+
+# Every vote after the accept-request carries the same value, so one election
+# parses the same list of names once per vote; remembering the last few saves
+# that. A list is at most MAX_NODES names (6 KiB), so the cache stays small.
+@lru_cache(maxsize=32)
+def _names(blob: bytes) -> tuple[int, ...]:
+    if not 0 < len(blob) <= 6 * MAX_NODES:
         raise _Invalid
-    if any(a >= b for a, b in pairwise(names)):
+    names = tuple(int.from_bytes(blob[i : i + 6], "big") for i in range(0, len(blob), 6))
+    if names[0] == 0 or any(a >= b for a, b in pairwise(names)):
         raise _Invalid  # sorted and distinct, as every honest pick is
-    return Value(origin, names)
+    return names
 
 
 def _claims(record: object, values: list[Value]) -> Claims:

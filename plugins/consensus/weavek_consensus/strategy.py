@@ -83,6 +83,7 @@ class ConsensusStrategy(InitStrategy):
         self.awaiting = False
         self.finished = False
         self._moved = False  # the election moved since the last tick
+        self._own_only = False  # the next payload is a vote: our own record is enough
 
     @property
     def peers(self) -> int:
@@ -105,6 +106,7 @@ class ConsensusStrategy(InitStrategy):
         node.quorum = self.quorum  # evaluated when consensus starts, as in Weave
         self.awaiting = True
         self._moved = False
+        self._own_only = False
         node.propose()
         return self._outcome(changed=True)
 
@@ -118,11 +120,19 @@ class ConsensusStrategy(InitStrategy):
         if not node.update(claims):
             return NO_DECISION
         self._moved = True
-        return self._outcome(changed=node.think())
+        decision = self._outcome(changed=node.think())
+        # A vote (a promise or an acceptance) reached us by broadcast or gossip, and
+        # every elector broadcasts its own vote, so ours is the only news worth
+        # sending: the whole map from all N would make an election cost N^2 records
+        # per vote. Ticks and periodic gossip still carry the whole map, which
+        # repairs what was lost (see the module docstring of paxos).
+        self._own_only = decision.broadcast
+        return decision
 
     def tick(self, now: float) -> Decision:
         if not self.awaiting or self.node is None:
             return NO_DECISION
+        self._own_only = False  # a repeat: the whole map
         if self._moved:
             # Votes are still coming in: a new ballot now would outbid the one
             # under way (Weave proposes on every tick, and peers that tick
@@ -147,7 +157,12 @@ class ConsensusStrategy(InitStrategy):
         # which makes an elector that has a ring send it, or one without start voting.
         if self.node is None or not self.node.knows:
             return None
-        return encode_payload(self.node.knows)
+        knows = self.node.knows
+        if self._own_only:  # one-shot: the broadcast the allocator sends right after receive()
+            self._own_only = False
+            if self.node.id in knows:
+                knows = {self.node.id: knows[self.node.id]}
+        return encode_payload(knows)
 
     def ring_formed(self) -> None:
         self.node = None

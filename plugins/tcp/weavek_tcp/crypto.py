@@ -24,14 +24,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import sha256
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
 from .framing import AuthenticationError
+
+# cryptography is imported where it is used: a peer without a password never needs
+# it, and importing it is a tenth of a peer's start-up.
 
 __all__ = [
     "KEY_SIZE",
@@ -53,6 +49,8 @@ _KEYS_INFO = b"weavek-tcp/1 keys "
 @lru_cache(maxsize=8)
 def derive_psk(password: bytes) -> bytes:
     """The pre-shared key every peer with ``password`` derives (slow on purpose; cached)."""
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     # A fixed salt: every peer must derive the same key and there is nowhere to share a salt.
     return Scrypt(salt=_PSK_SALT, length=KEY_SIZE, n=2**15, r=8, p=1).derive(password)
 
@@ -61,11 +59,15 @@ class Ephemeral:
     """One side's X25519 key pair for one connection."""
 
     def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
         self._private = X25519PrivateKey.generate()
         self.public = self._private.public_key().public_bytes_raw()
 
     def exchange(self, peer_public: bytes) -> bytes:
         """The shared secret with the peer's public key."""
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
         try:
             return self._private.exchange(X25519PublicKey.from_public_bytes(peer_public))
         except ValueError as e:  # a low-order point gives an all-zero secret
@@ -84,6 +86,9 @@ class Keys:
 
 def derive_keys(psk: bytes, shared: bytes, transcript: bytes) -> Keys:
     """Expand the X25519 secret, the password key and the transcript hash into four keys."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     okm = HKDF(
         algorithm=hashes.SHA256(), length=4 * KEY_SIZE, salt=psk, info=_KEYS_INFO + transcript
     ).derive(shared)
@@ -100,6 +105,10 @@ class Session:
     """Seals outgoing and opens incoming frames of one connection, in order."""
 
     def __init__(self, send_key: bytes, receive_key: bytes) -> None:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+        self._invalid_tag = InvalidTag
         self._send = ChaCha20Poly1305(send_key)
         self._receive = ChaCha20Poly1305(receive_key)
         self._sent = 0
@@ -121,7 +130,7 @@ class Session:
         """Decrypt the next incoming frame; a forged or out-of-order frame raises."""
         try:
             out = self._receive.decrypt(self._nonce(self._received), ciphertext, None)
-        except InvalidTag as e:
+        except self._invalid_tag as e:
             raise AuthenticationError("frame failed authentication") from e
         self._received += 1
         return out

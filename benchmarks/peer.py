@@ -11,6 +11,10 @@ the processes (and network namespaces) it started.
 ``--quick`` shrinks the sizes (a smoke run of about a minute); ``--json FILE``
 writes the figures for the record in ``benchmarks/results/``; ``--only a,b``
 runs some sections (throughput, latency, donor, restart, netns, consensus).
+``--baseline DIR`` measures each section twice in the same run: first with
+peers importing ``weavek`` and ``weavek_weavedb`` from ``DIR`` (an export of
+an older commit, put first on ``PYTHONPATH``), then with the working tree --
+before and after a change, under the same load.
 The netns section needs root (``ip netns``) and is skipped, said so, without it.
 """
 
@@ -49,6 +53,18 @@ UNIVERSE = "10.32.0.0/12"
 SECTIONS = ("throughput", "latency", "donor", "restart", "netns", "consensus")
 NETNS_PREFIX = "wkbench-"
 ENTRIES_PATH = "/report?format=" + quote("{{json .IPAM.Entries}}")
+BASELINE: str | None = None
+"""When set, peer processes import weavek from this directory first (``--baseline``)."""
+_FIXTURES: dict[int, tuple[Path, str, str]] = {}
+"""Restart fixtures already built in this run, by allocation count: (file, ident, address)."""
+
+
+def peer_env(**extra: str) -> dict[str, str]:
+    """The environment of a peer process: ours, plus the baseline's PYTHONPATH if measuring it."""
+    env = dict(os.environ, **extra)
+    if BASELINE is not None:
+        env["PYTHONPATH"] = BASELINE
+    return env
 
 
 def log(message: str) -> None:
@@ -168,7 +184,7 @@ class PeerProcess:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, WEAVEK_RUN_DIR=str(self.workdir), WEAVEK_LOG_LEVEL="WARNING")
+        env = peer_env(WEAVEK_RUN_DIR=str(self.workdir), WEAVEK_LOG_LEVEL="WARNING")
         logfile = open(self.workdir / "peer.log", "ab")  # noqa: SIM115 (the child keeps it)
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(
@@ -192,14 +208,17 @@ class PeerProcess:
             tail = (self.workdir / "peer.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"peer {self.name} exited ({self.proc.returncode}):\n{tail}")
 
-    def proc_status(self) -> dict[str, int]:
-        """VmRSS and VmHWM of the peer process, in bytes."""
+    def proc_status(self) -> dict[str, float]:
+        """VmRSS and VmHWM of the peer process, in bytes, and its CPU seconds so far."""
         assert self.proc is not None
-        out = {}
+        out: dict[str, float] = {}
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             key, _, value = line.partition(":")
             if key in ("VmRSS", "VmHWM"):
                 out[key] = int(value.split()[0]) * 1024
+        # utime and stime: a figure that depends less on what else the machine is running.
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        out["cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return out
 
 
@@ -464,14 +483,21 @@ def build_fixture(path: Path, name: str, count: int) -> tuple[str, str]:
     return names[0], first
 
 
-def restart(tmp: Path, count: int, rounds: int) -> dict[str, Any]:
+def restart(tmp: Path, count: int, rounds: int, keep: Path) -> dict[str, Any]:
+    """Launch a peer on a file of ``count`` allocations (built once per run, under ``keep``)."""
     name = "::f1"
     peer = loopback_peer(tmp / "restart", name, f"seed={name}")
     peer.workdir.mkdir(parents=True)
-    t0 = time.perf_counter()
-    ident, address = build_fixture(peer.db, name, count)
-    gc.collect()
-    built = time.perf_counter() - t0
+    built = 0.0
+    if count not in _FIXTURES:
+        t0 = time.perf_counter()
+        path = keep / f"fixture-{count}.sqlite"
+        ident, address = build_fixture(path, name, count)
+        gc.collect()
+        built = time.perf_counter() - t0
+        _FIXTURES[count] = (path, ident, address)
+    path, ident, address = _FIXTURES[count]
+    shutil.copyfile(path, peer.db)
     size = peer.db.stat().st_size
     log(f"    fixture: {count:,} allocations, {size / 1e6:.0f} MB, built in {built:.1f} s")
 
@@ -482,7 +508,7 @@ def restart(tmp: Path, count: int, rounds: int) -> dict[str, Any]:
             raise HttpError(f"lookup after restart: {body!r}, expected {address}")
         return time.perf_counter()
 
-    times, rss, hwm = [], [], []
+    times, rss, hwm, cpu = [], [], [], []
     for _ in range(rounds):
         with running([peer]):
             ready = asyncio.run(until_serving())
@@ -490,7 +516,11 @@ def restart(tmp: Path, count: int, rounds: int) -> dict[str, Any]:
             status = peer.proc_status()
             rss.append(status["VmRSS"])
             hwm.append(status["VmHWM"])
-        log(f"    restart: {times[-1]:.2f} s, RSS {rss[-1] / 1e6:.0f} MB")
+            cpu.append(status["cpu_s"])
+        log(
+            f"    restart: {times[-1]:.2f} s, RSS {rss[-1] / 1e6:.0f} MB, "
+            f"peak {hwm[-1] / 1e6:.0f} MB, CPU {cpu[-1]:.2f} s"
+        )
         if times[-1] > 10:
             break  # far below the floor: more rounds would only make the run long
     after_gc = inproc_rss(peer, name)
@@ -503,6 +533,7 @@ def restart(tmp: Path, count: int, rounds: int) -> dict[str, Any]:
         "ready_rounds_s": times,
         "rss_mb": statistics.median(rss) / 1e6,
         "hwm_mb": statistics.median(hwm) / 1e6,
+        "cpu_s": statistics.median(cpu),
         "inproc": after_gc,
     }
 
@@ -514,7 +545,7 @@ def inproc_rss(peer: PeerProcess, name: str) -> dict[str, float]:
         check=True,
         capture_output=True,
         text=True,
-        env=dict(os.environ, WEAVEK_RUN_DIR=str(peer.workdir)),
+        env=peer_env(WEAVEK_RUN_DIR=str(peer.workdir)),
     )
     result: dict[str, float] = json.loads(out.stdout.splitlines()[-1])
     return result
@@ -974,6 +1005,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--only", help=f"comma-separated sections of {','.join(SECTIONS)}")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also measure each section with weavek imported from DIR first (before/after)",
+    )
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else set(SECTIONS)
     if unknown := only - set(SECTIONS):
@@ -1003,7 +1039,7 @@ def main() -> int:
         "throughput": lambda d: throughput(d, 10_000 if q else 50_000, 8, 1 if q else 3),
         "latency": lambda d: latency(d, 500 if q else 2000, 100 if q else 300),
         "donor": lambda d: donor(d, 30 if q else 200),
-        "restart": lambda d: restart(d, 100_000 if q else 1_048_570, 2 if q else 3),
+        "restart": lambda d: restart(d, 100_000 if q else 1_048_570, 2 if q else 3, keep),
         "netns": lambda d: netns_grants(d, 4 if q else 12),
         "consensus": lambda d: consensus_launch(d, 2 if q else 5),
     }
@@ -1011,12 +1047,28 @@ def main() -> int:
         res["commit_probe"] = commit_probe(Path(tmp))
     log(f"  SQLite WAL+FULL one-row commit here: {res['commit_probe']}")
     res["loadavg"] = {"start": os.getloadavg()}
-    for section in SECTIONS:
-        if section in only:
-            with tempfile.TemporaryDirectory(prefix=f"wkbench-{section}-") as tmp:
-                res[section] = timed(section, functools.partial(steps[section], Path(tmp)))
-            res["loadavg"][section] = os.getloadavg()
-            log(f"    load average after {section}: {os.getloadavg()}")
+    global BASELINE
+    variants = [(args.baseline, "_baseline"), (None, "")] if args.baseline else [(None, "")]
+    if args.baseline:
+        res["baseline"] = args.baseline
+    with tempfile.TemporaryDirectory(prefix="wkbench-keep-") as kept:
+        keep = Path(kept)
+        for section in SECTIONS:
+            if section not in only:
+                continue
+            for variant, suffix in variants:
+                BASELINE = variant  # peer_env reads it
+                label = section + suffix
+                with tempfile.TemporaryDirectory(prefix=f"wkbench-{section}-") as tmp:
+                    res[label] = timed(label, functools.partial(steps[section], Path(tmp)))
+                res["loadavg"][label] = os.getloadavg()
+                log(f"    load average after {label}: {os.getloadavg()}")
+    BASELINE = None
+    if args.baseline:
+        before = {k.removesuffix("_baseline"): v for k, v in res.items() if k.endswith("_baseline")}
+        print(f"Before (peers importing weavek from {args.baseline}):", flush=True)
+        print(table(rows_for(before, q)), flush=True)
+        print("After (the working tree):", flush=True)
     rows = rows_for(res, q)
     probe = res["commit_probe"]
     print(table(rows), flush=True)

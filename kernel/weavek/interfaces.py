@@ -72,7 +72,10 @@ class ContainerNotFound(Exception):
 
 
 class RuntimeUnsupported(Exception):
-    """Raised by a :class:`Runtime` for an operation it does not offer (``expose`` without a bridge)."""
+    """Raised by a :class:`Runtime` for an operation it does not offer.
+
+    ``expose`` without a bridge is the usual case.
+    """
 
 
 class Service:
@@ -165,10 +168,17 @@ class Store(Service, ABC):
     """Keeps the peer's name, ring and allocations across restarts.
 
     :param arg: the text after ``--persist NAME=``, or None.
+    :param peer: the peer name the operator gave (``--name``), or None when
+        the peer will take the persisted one. A store shared by many peers
+        (etcd) files each peer's data under its name; a local store ignores it.
 
     Every write must be durable when :meth:`apply` returns: the peer replies
     to a request or tells other peers about a change only after that.
     """
+
+    def __init__(self, arg: str | None, *, peer: int | None = None) -> None:
+        super().__init__(arg)
+        self.peer = peer
 
     @abstractmethod
     async def load(self) -> Snapshot | None:

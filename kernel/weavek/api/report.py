@@ -18,6 +18,7 @@ __all__ = [
     "ipam_peers",
     "render_template",
     "report",
+    "services",
     "status_fields",
     "status_text",
 ]
@@ -27,19 +28,45 @@ class TemplateError(ValueError):
     """A ``/report?format=`` template uses something this subset does not know."""
 
 
-def status_fields(status: PeerStatus) -> dict[str, str]:
-    """The IPAM section of ``weave status``, label -> value, in Weave's order."""
-    return {
-        "Service": "ipam",
-        "Status": status.state,
-        "Range": str(status.universe),
-        "DefaultSubnet": str(status.default_subnet),
-    }
+def status_fields(status: PeerStatus) -> list[tuple[str, str]]:
+    """The IPAM section of ``weave status``, (label, value) in Weave's order.
+
+    A service with a problem (a store that is unavailable, a runtime that
+    cannot reach its daemon) adds a line after Weave's four; a healthy peer
+    prints exactly what Weave printed.
+    """
+    fields = [
+        ("Service", "ipam"),
+        ("Status", status.state),
+        ("Range", str(status.universe)),
+        ("DefaultSubnet", str(status.default_subnet)),
+    ]
+    for service in status.services:
+        if service.problem is not None:
+            value = f"{service.name}: {service.problem}"
+            if service.waiting:
+                value += f" ({service.waiting} changes not yet stored)"
+            fields.append((service.family.capitalize(), value))
+    return fields
 
 
 def status_text(status: PeerStatus) -> str:
     """The section as Weave printed it: labels right-aligned in a 15-character column."""
-    return "".join(f"{label:>15}: {value}\n" for label, value in status_fields(status).items())
+    return "".join(f"{label:>15}: {value}\n" for label, value in status_fields(status))
+
+
+def services(status: PeerStatus) -> list[dict[str, Any]]:
+    """The store, transport and runtimes with their health, as ``/report`` lists them."""
+    return [
+        {
+            "Family": service.family,
+            "Name": service.name,
+            "Healthy": service.problem is None,
+            "Problem": service.problem,
+            "Waiting": service.waiting,
+        }
+        for service in status.services
+    ]
 
 
 def ipam_peers(status: PeerStatus) -> list[dict[str, Any]]:
@@ -66,7 +93,7 @@ def ipam_peers(status: PeerStatus) -> list[dict[str, Any]]:
 
 
 def report(status: PeerStatus) -> dict[str, Any]:
-    """``weave report``'s structure (§8.3), plus the peer's own identity."""
+    """``weave report``'s structure (§8.3), plus the peer's identity and its services' health."""
     version = status.universe.version
     return {
         "Peer": {"Name": status.name, "NickName": status.nickname, "Version": __version__},
@@ -96,6 +123,7 @@ def report(status: PeerStatus) -> dict[str, Any]:
             ],
             "PendingAllocates": [f"{ident} {subnet}" for ident, subnet in status.pending_allocates],
         },
+        "Services": services(status),
     }
 
 

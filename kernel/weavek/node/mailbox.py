@@ -27,7 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from weavek.core.allocator import Allocator
 from weavek.core.events import Cancelled, Event
 
-__all__ = ["Mailbox", "PeerStoppedError", "Query", "Ticket"]
+__all__ = ["Mailbox", "PeerStoppedError", "Query", "StoreUnavailableError", "Ticket"]
 
 T = TypeVar("T")
 
@@ -40,6 +40,18 @@ class PeerStoppedError(RuntimeError):
 
     def __init__(self) -> None:
         super().__init__("the peer is stopping")
+
+
+class StoreUnavailableError(RuntimeError):
+    """The store could not make the answer durable in time; the message says why.
+
+    The request's change stays made in the allocator and is written once the
+    store is back, so asking again gets the same answer then.
+    """
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"store unavailable: {problem}")
+        self.problem = problem
 
 
 class _Stopped:
@@ -186,6 +198,12 @@ class Mailbox:
         ticket = self._tickets.get(request)  # type: ignore[call-overload]
         if ticket is not None:
             ticket.resolve(result)
+
+    def fail(self, request: object, error: BaseException) -> None:
+        """Make the request with token ``request`` raise ``error``, if anyone still waits for it."""
+        ticket = self._tickets.get(request)  # type: ignore[call-overload]
+        if ticket is not None:
+            ticket.resolve(_Raised(error))
 
     def settle(self, request: object) -> None:
         """The batch that carried ``request`` is done; the request may still be pending."""

@@ -9,7 +9,7 @@ request costs less than publishing a fresh one after every batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from weavek.core.address import CIDR, format_address
@@ -17,7 +17,7 @@ from weavek.core.allocator import Allocator
 from weavek.core.peer import format_peer_name
 from weavek.core.status import ipam_lines, shares, state_text
 
-__all__ = ["PeerStatus", "RingEntry", "owned_map", "peer_status"]
+__all__ = ["PeerStatus", "RingEntry", "ServiceHealth", "owned_map", "peer_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,20 @@ class RingEntry:
     nickname: str
     is_known_peer: bool
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceHealth:
+    """How one of the peer's plugins that touch the world is doing (its ``health()``)."""
+
+    family: str
+    """``store``, ``transport`` or ``runtime``."""
+    name: str
+    """The plugin's name (``weavedb``, ``tcp``, ``docker``)."""
+    problem: str | None
+    """None while it works; else one line saying what is wrong."""
+    waiting: int = 0
+    """For the store: changes the allocator made that are not durable yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +64,16 @@ class PeerStatus:
     pending_allocates: tuple[tuple[str, CIDR], ...]
     unreachable_peers: int
     unreachable_ips: int
+    services: tuple[ServiceHealth, ...] = ()
+    """The store's, the transport's and the runtimes' health (filled in by the peer)."""
 
     @property
     def unreachable_percentage(self) -> float:
         return 100.0 * self.unreachable_ips / self.universe.size
+
+    def with_services(self, services: tuple[ServiceHealth, ...]) -> PeerStatus:
+        """This status with the services' health filled in."""
+        return replace(self, services=services)
 
 
 def peer_status(alloc: Allocator) -> PeerStatus:

@@ -146,7 +146,7 @@ class CountingMemoryStore(AsyncMemoryStore):
 
     plugin: ClassVar[MemoryPlugin]
 
-    def __init__(self, arg: str | None = None) -> None:
+    def __init__(self, arg: str | None = None, **_keywords: object) -> None:
         key = arg or ""
         backing = self.plugin.disks.setdefault(key, MemoryStore(0))
         super().__init__(arg, backing=backing)

@@ -15,19 +15,21 @@ event loop never waits on the disk. The rules that keep data safe:
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from itertools import groupby
 from pathlib import Path
 
 from weavek.core import codec
-from weavek.core.address import CIDR, format_address, parse_address
+from weavek.core.address import CIDR, format_address
 from weavek.core.effects import Allocated, ClearStore, Effect, Released, SaveRing
 from weavek.core.messages import RingData
 from weavek.core.peer import MAX_PEER_NAME, UNKNOWN_PEER
-from weavek.core.snapshot import Holding, Snapshot
+from weavek.core.snapshot import Snapshot
 
 from .errors import WeavedbError
+from .holdings import Holdings
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "Database"]
 
@@ -55,11 +57,15 @@ PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 COMMIT;
 """
+# In primary key order (no sort: the table is one b-tree by it), so an ident's rows are adjacent.
+_HOLDINGS = "SELECT ident, address, prefix, version, is_container FROM holdings ORDER BY ident"
 _ALLOCATE = "INSERT OR REPLACE INTO holdings VALUES (?, ?, ?, ?, ?)"
 # The flag belongs to the ident, as in Weave's ownedAddresses: the latest allocation sets it.
 _FLAG = "UPDATE holdings SET is_container = ?1 WHERE ident = ?2 AND is_container <> ?1"
 _RELEASE = "DELETE FROM holdings WHERE ident = ? AND address = ?"
 _SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA", "OFF")
+_FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
+"""The socket address family to parse a stored address with, by its version column."""
 
 
 class Database:
@@ -161,14 +167,15 @@ class Database:
             try:
                 peer = self._conn.execute("SELECT value FROM meta WHERE key = 'peer'").fetchone()
                 ring = self._conn.execute("SELECT blob FROM ring WHERE id = 1").fetchone()
-                rows = self._conn.execute("SELECT * FROM holdings").fetchall()
+                # Row by row from the cursor: a million rows never sit in one list.
+                holdings = self._holdings(self._conn.execute(_HOLDINGS))
             finally:
                 self._conn.execute("COMMIT")
         except sqlite3.Error as err:
             raise WeavedbError(self.path, f"unreadable: {err}") from err
-        if ring is None and not rows:
+        if ring is None and not holdings:
             return None
-        return Snapshot(self._peer(peer), self._ring(ring), self._holdings(rows))
+        return Snapshot(self._peer(peer), self._ring(ring), holdings)
 
     def _peer(self, row: tuple[object] | None) -> int:
         if row is None:
@@ -189,23 +196,31 @@ class Database:
         except codec.DecodeError as err:
             raise WeavedbError(self.path, f"stored ring does not decode: {err}") from err
 
-    def _holdings(self, rows: Iterable[tuple[object, ...]]) -> dict[str, Holding]:
-        cidrs: dict[str, list[CIDR]] = {}
-        flags: dict[str, bool] = {}
+    def _holdings(self, rows: Iterable[tuple[object, ...]]) -> Holdings:
+        # The hot loop of a restart: a million rows must take about a second. So each row
+        # goes straight into the compact Holdings, and addresses are parsed by the C
+        # library's strict inet_pton (dotted quads only, no leading zeros, no zones).
+        out = Holdings()
+        add = out.add
+        pton, from_bytes = socket.inet_pton, int.from_bytes
+        shapes: set[tuple[object, object]] = set()  # (prefix, version) pairs seen valid
         for row in rows:
             ident, address, prefix, version, is_container = row
             try:
-                if not isinstance(ident, str) or not isinstance(address, str):
+                if type(ident) is not str or type(address) is not str:
                     raise ValueError("ident and address must be text")
-                value, parsed = parse_address(address)
-                if parsed != version or type(prefix) is not int or is_container not in (0, 1):
-                    raise ValueError("version, prefix or is_container out of shape")
-                cidr = CIDR(value, prefix, parsed)
-            except ValueError as err:
+                if (prefix, version) not in shapes:
+                    if version not in _FAMILIES or type(prefix) is not int:
+                        raise ValueError("version or prefix out of shape")
+                    CIDR(0, prefix, version)  # checks the prefix against the version
+                    shapes.add((prefix, version))
+                value = from_bytes(pton(_FAMILIES[version], address))  # type: ignore[index]
+                if is_container not in (0, 1):
+                    raise ValueError("is_container out of shape")
+            except (ValueError, OSError) as err:
                 raise WeavedbError(self.path, f"holding row {row!r} does not parse: {err}") from err
-            cidrs.setdefault(ident, []).append(cidr)
-            flags[ident] = flags.get(ident, False) or bool(is_container)
-        return {ident: Holding(tuple(held), flags[ident]) for ident, held in cidrs.items()}
+            add(ident, value, prefix, version, is_container == 1)  # type: ignore[arg-type]
+        return out
 
     # -- writing ---------------------------------------------------------------
 

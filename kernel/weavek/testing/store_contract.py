@@ -20,14 +20,32 @@ pytest plugin on asyncio.
 What a store returns is what it was given: it does not check peer names or
 ranges (the allocator discards data that belongs to another name or range),
 and the order of an ident's addresses is not part of the contract.
+
+A store that keeps data across processes inherits :class:`PersistentStoreContract`
+instead, which adds a real ``kill -9`` of a writing process and foreign or
+corrupt data (refused with a clear error, nothing overwritten); it provides
+``store_spec`` (how a child process builds the store) and ``damage`` (how to
+spoil the backing data). A store with a service behind it (etcd, Docker)
+inherits :class:`ServiceStoreContract`, which adds the service going away and
+coming back; it provides ``outage``.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from weavek.core.address import CIDR
@@ -48,9 +66,23 @@ from weavek.core.effects import (
 from weavek.core.messages import RingData
 from weavek.core.ring import Ring
 from weavek.core.snapshot import Snapshot
-from weavek.interfaces import Store
+from weavek.interfaces import Store, StoreUnavailable
 
-__all__ = ["PEER_A", "PEER_B", "StoreContract", "StoreFactory", "make_ring", "state_of", "v4", "v6"]
+__all__ = [
+    "PEER_A",
+    "PEER_B",
+    "Damage",
+    "Outage",
+    "PersistentStoreContract",
+    "ServiceStoreContract",
+    "StoreContract",
+    "StoreFactory",
+    "StoreSpec",
+    "make_ring",
+    "state_of",
+    "v4",
+    "v6",
+]
 
 StoreFactory = Callable[[], Awaitable[Store]]
 """Returns a new store over the same backing data: each call after the first is a restart."""
@@ -300,3 +332,329 @@ class StoreContract:
         assert state_of(await self.restart(store_factory)) == (
             None if ring is None and not model else (peer, ring, model)
         )
+
+
+# -- stores that outlive the process ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """How a child process builds the store: ``module:Class``, its argument and keywords.
+
+    ``settings`` are class attributes the child sets first (e.g. a smaller
+    compaction interval, so a short test crosses it).
+    """
+
+    cls: str
+    arg: str | None
+    keywords: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Store:
+        module, _, name = self.cls.partition(":")
+        store_cls = getattr(importlib.import_module(module), name)
+        for key, value in self.settings.items():
+            setattr(store_cls, key, value)
+        store: Store = store_cls(self.arg, **self.keywords)
+        return store
+
+
+class Damage(Protocol):
+    """Spoils a store's backing data the way another program or a broken disk would."""
+
+    async def foreign(self) -> None:
+        """Put another program's data where the store would keep its own (nothing there yet)."""
+
+    async def corrupt(self) -> None:
+        """Damage data the store wrote (a session has run before)."""
+
+    async def raw(self) -> object:
+        """The backing data as a comparable value (to check that nothing was written)."""
+
+
+class Outage(Protocol):
+    """Takes a store's service away and brings it back (etcd stopped, Docker stopped)."""
+
+    async def begin(self) -> None: ...
+
+    async def end(self) -> None: ...
+
+
+State = tuple[dict[str, int], int | None]
+"""What the child writer's output describes: ident -> host number, and the ring's marker."""
+
+
+class PersistentStoreContract(StoreContract):
+    """The contract plus a real ``kill -9`` and foreign or corrupt data.
+
+    The subclass also provides ``store_spec`` (a :class:`StoreSpec` building,
+    in a child process, a store over the same data as ``store_factory``) and
+    ``damage`` (a :class:`Damage`).
+    """
+
+    crash_rounds = int(os.environ.get("WEAVEK_STORE_CRASH_ROUNDS", "6"))
+
+    @pytest.fixture
+    def store_spec(self) -> StoreSpec:
+        pytest.fail("a PersistentStoreContract subclass must provide the store_spec fixture")
+
+    @pytest.fixture
+    def damage(self) -> Damage:
+        pytest.fail("a PersistentStoreContract subclass must provide the damage fixture")
+
+    @staticmethod
+    async def refused(factory: StoreFactory) -> Exception:
+        """Open, load and write; the error that stopped it (which must not be StoreUnavailable)."""
+        try:
+            await StoreContract.session(factory, [SaveRing(make_ring(), PEER_A)])
+        except StoreUnavailable as exc:
+            pytest.fail(f"bad data must not read as an outage: {exc}")
+        except Exception as exc:
+            return exc
+        pytest.fail("the store accepted data it should have refused")
+
+    @pytest.mark.anyio
+    async def test_foreign_data_is_refused_and_left_alone(
+        self, store_factory: StoreFactory, damage: Damage
+    ) -> None:
+        await damage.foreign()
+        before = await damage.raw()
+        error = await self.refused(store_factory)
+        assert str(error).strip() and "\n" not in str(error), f"not one line: {error!r}"
+        assert await damage.raw() == before, "the store wrote over data that is not its own"
+
+    @pytest.mark.anyio
+    async def test_corrupt_data_is_refused_and_left_alone(
+        self, store_factory: StoreFactory, damage: Damage
+    ) -> None:
+        batch: list[Effect] = [SaveRing(make_ring(), PEER_A)]
+        batch += [Allocated(f"c{i}", v4(i + 1), True) for i in range(200)]
+        await self.session(store_factory, batch)
+        await damage.corrupt()
+        before = await damage.raw()
+        error = await self.refused(store_factory)
+        assert str(error).strip() and "\n" not in str(error), f"not one line: {error!r}"
+        assert await damage.raw() == before, "the store wrote over data it could not read"
+
+    @pytest.mark.anyio
+    async def test_kill_9_between_writes_keeps_every_acknowledged_batch(
+        self, store_factory: StoreFactory, store_spec: StoreSpec
+    ) -> None:
+        # A child process writes batches and says "ok" once apply returned; it is SIGKILLed
+        # at a random moment, several rounds over the same data. After each kill the data
+        # must hold every acknowledged batch and all or none of the one in flight.
+        rng = random.Random(int(os.environ.get("WEAVEK_STORE_CRASH_SEED", "7")))
+        state: State = ({}, None)
+        acked_total = 0
+        for round_ in range(self.crash_rounds):
+            child = _Child(store_spec, round_)
+            try:
+                if round_ % 3 == 0:
+                    await anyio.sleep(rng.uniform(0.0, 0.8))  # anywhere in start-up too
+                else:
+                    ready = await anyio.to_thread.run_sync(child.ready.wait, 60)
+                    assert ready, f"the writer did not load:\n{child.errors()}"
+                    await anyio.sleep(rng.uniform(0.05, 0.5))
+            finally:
+                lines = child.kill()
+            acked, in_flight = _parse(lines)
+            for batch in acked:
+                state = _replay(state, batch)
+            acked_total += sum(line[0] == "+" for b in acked for line in b)
+            loaded = _as_state(await self.restart(store_factory))
+            landed = None if in_flight is None else _replay(state, in_flight)
+            assert loaded in (state, landed), (
+                f"round {round_}: not what was acknowledged (in flight: {in_flight})"
+            )
+            state = loaded
+        assert acked_total > 0, "no batch was acknowledged in any round"
+
+
+class ServiceStoreContract(PersistentStoreContract):
+    """The persistent contract plus the store's service going away and coming back.
+
+    The subclass also provides ``outage`` (an :class:`Outage`).
+    """
+
+    recovery_timeout = 30.0
+
+    @pytest.fixture
+    def outage(self) -> Outage:
+        pytest.fail("a ServiceStoreContract subclass must provide the outage fixture")
+
+    @pytest.mark.anyio
+    async def test_unavailable_refuses_then_recovers_by_itself(
+        self, store_factory: StoreFactory, outage: Outage
+    ) -> None:
+        ring = make_ring()
+        first: list[Effect] = [SaveRing(ring, PEER_A), Allocated("before", v4(1), True)]
+        held: list[Effect] = [Allocated("during", v4(2), True), Released("before", v4(1))]
+        async with await store_factory() as store:
+            assert await store.load() is None
+            await store.apply(first)
+            assert store.health() is None
+            await outage.begin()
+            try:
+                with pytest.raises(StoreUnavailable) as caught:
+                    await store.apply(held)
+                message = str(caught.value)
+                assert message.strip() and "\n" not in message, f"not one line: {message!r}"
+                health = store.health()
+                assert health and "\n" not in health, f"health() says {health!r} while down"
+            finally:
+                await outage.end()
+            # The peer retries the held batch until it lands; the store recovers by itself.
+            deadline = time.monotonic() + self.recovery_timeout
+            while True:
+                try:
+                    await store.apply(held)
+                    break
+                except StoreUnavailable:
+                    assert time.monotonic() < deadline, "the store did not recover"
+                    await anyio.sleep(0.2)
+            assert store.health() is None
+            await store.apply([Allocated("after", v4(3), False)])
+        expected = {"during": (frozenset({v4(2)}), True), "after": (frozenset({v4(3)}), False)}
+        assert state_of(await self.restart(store_factory)) == (PEER_A, ring, expected)
+
+    @pytest.mark.anyio
+    async def test_load_while_unavailable_raises_store_unavailable(
+        self, store_factory: StoreFactory, outage: Outage
+    ) -> None:
+        await self.session(store_factory, [SaveRing(make_ring(), PEER_A)])
+        await outage.begin()
+        try:
+            with pytest.raises(StoreUnavailable):
+                await self.restart(store_factory)
+        finally:
+            await outage.end()
+        assert state_of(await self.restart(store_factory)) == (PEER_A, make_ring(), {})
+
+
+# -- the child writer of the kill -9 test ------------------------------------------------
+
+
+class _Child:
+    """The writer (``python -m weavek.testing.store_contract``); a thread drains its output."""
+
+    def __init__(self, spec: StoreSpec, round_: int) -> None:
+        import json
+
+        command = [sys.executable, "-m", "weavek.testing.store_contract"]
+        self.proc = subprocess.Popen(
+            [*command, json.dumps(spec.__dict__), str(round_)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("ready"):
+                self.ready.set()
+
+    def errors(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return "(still running)"
+        return self.proc.stderr.read()[-3000:]
+
+    def kill(self) -> list[str]:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the writer died before the kill:\n{self.errors()}")
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+        return self.lines
+
+
+def _parse(lines: list[str]) -> tuple[list[list[str]], list[str] | None]:
+    """The acknowledged batches in order, and the batch in flight at the kill (if any)."""
+    acked: list[list[str]] = []
+    current: list[str] | None = None
+    for line in lines:
+        if line.startswith("batch "):
+            current = []
+        elif line.startswith("ok "):
+            assert current is not None
+            acked.append(current)
+            current = None
+        elif current is not None:
+            current.append(line)
+    return acked, current
+
+
+def _replay(state: State, batch: list[str]) -> State:
+    owned, ring = dict(state[0]), state[1]
+    for line in batch:
+        kind, *rest = line.split()
+        if kind == "+":
+            owned[rest[0]] = int(rest[1])
+        elif kind == "-":
+            owned.pop(rest[0], None)
+        else:
+            ring = int(rest[0])
+    return owned, ring
+
+
+def _as_state(snap: Snapshot | None) -> State:
+    if snap is None:
+        return {}, None
+    base = v4(0).addr
+    owned = {}
+    for ident, holding in snap.owned.items():
+        [cidr] = holding.cidrs
+        owned[ident] = cidr.addr - base
+    return owned, None if snap.ring is None else snap.ring.seeds[0] - 1000
+
+
+async def _write_until_killed(spec: StoreSpec, round_: int) -> None:
+    rng = random.Random(round_)
+    async with spec.build() as store:
+        snap = await store.load()
+        _say(["ready " + str(0 if snap is None else len(snap.owned))])
+        held: list[tuple[str, int]] = []
+        i = 0
+        while True:
+            batch: list[Effect] = []
+            for _ in range(rng.choice((1, 1, 2, 3, 8, 32))):
+                i += 1
+                # Addresses unique across rounds: 20,000 a round inside the /12.
+                batch.append(Allocated(f"r{round_}-{i}", v4(round_ * 20_000 + i), True))
+            if held and rng.random() < 0.3:
+                ident, host = held.pop(rng.randrange(len(held)))
+                batch.append(Released(ident, v4(host)))
+            if rng.random() < 0.05:
+                batch.append(SaveRing(make_ring([PEER_A, PEER_B, 1000 + i]), PEER_A))
+            # The intent first, then the acknowledgement once apply returned.
+            _say([f"batch {i}", *map(_describe, batch)])
+            await store.apply(batch)
+            _say([f"ok {i}"])
+            held += [(e.ident, e.cidr.addr - v4(0).addr) for e in batch if isinstance(e, Allocated)]
+
+
+def _describe(effect: Effect) -> str:
+    if isinstance(effect, Allocated):
+        return f"+ {effect.ident} {effect.cidr.addr - v4(0).addr}"
+    if isinstance(effect, Released):
+        return f"- {effect.ident} {effect.cidr.addr - v4(0).addr}"
+    assert isinstance(effect, SaveRing)
+    return f"ring {effect.ring.seeds[0] - 1000}"
+
+
+def _say(lines: list[str]) -> None:
+    # One write of whole lines (well under PIPE_BUF): the test never reads half a batch.
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    import json
+
+    anyio.run(_write_until_killed, StoreSpec(**json.loads(sys.argv[1])), int(sys.argv[2]))

@@ -23,12 +23,12 @@ from starlette.routing import Route
 from weavek.core import events as ev
 from weavek.core.effects import Failed
 from weavek.core.peer import PeerNameError, parse_peer_name
-from weavek.node.mailbox import PeerStoppedError
+from weavek.node.mailbox import PeerStoppedError, StoreUnavailableError
 from weavek.node.status import owned_map
 
 from .metrics import CONTENT_TYPE, PeerMetrics
 from .parse import BadInput, address, claim_cidr, subnet
-from .report import TemplateError, ipam_peers, render_template, report, status_text
+from .report import TemplateError, ipam_peers, render_template, report, services, status_text
 
 if TYPE_CHECKING:
     from weavek.node.peer import Peer
@@ -199,7 +199,8 @@ class Api:
     async def status(self, request: Request) -> Response:
         status = await self.peer.status()
         if _wants_json(request):
-            return JSONResponse(report(status)["IPAM"] | {"Status": status.state})
+            fields = {"Status": status.state, "Services": services(status)}
+            return JSONResponse(report(status)["IPAM"] | fields)
         return _text(status_text(status))
 
     async def status_ipam(self, request: Request) -> Response:
@@ -250,5 +251,8 @@ def build_app(peer: Peer) -> Starlette:
         Route("/report", api.report, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
     ]
-    handlers: dict[Any, Any] = {PeerStoppedError: _stopped}
+    from .attach import attach_routes  # it reuses this module's helpers
+
+    routes += attach_routes(peer)
+    handlers: dict[Any, Any] = {PeerStoppedError: _stopped, StoreUnavailableError: _stopped}
     return Starlette(routes=routes, exception_handlers=handlers)

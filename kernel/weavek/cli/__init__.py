@@ -1,41 +1,86 @@
 """The ``weavek`` command line: one typer app, one module per noun.
 
 Plugins add their own commands through the ``weavek_add_commands`` hook.
-Errors are one clear line and a non-zero exit, never a traceback.
+Errors are one clear line and a non-zero exit, never a traceback. A kernel
+command is listed in :data:`COMMANDS`; its module is imported only when it
+runs (or for ``--help``), so that each command starts with only what it needs.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import NoReturn
+from typing import Any, Final, NoReturn
 
 import pluggy
 import typer
 
 from weavek.plugins import PluginError, make_plugin_manager
 
-from . import ip, launch, plugins, prime, report, reset, rmpeer, simulate, status, stop
 from ._client import CommandError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "make_app"]
 
-app = typer.Typer(
-    name="weavek",
-    help="A distributed IP address manager for containers.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.command("launch")(launch.launch)
-app.command("stop")(stop.stop)
-app.command("prime")(prime.prime)
-app.command("status")(status.status)
-app.command("report")(report.report)
-app.command("rmpeer")(rmpeer.rmpeer)
-app.command("reset")(reset.reset)
-app.add_typer(ip.app, name="ip")
-app.command("plugins")(plugins.plugins)
-app.command("simulate")(simulate.simulate)
+COMMANDS: Final[dict[str, str]] = {
+    "launch": "launch",
+    "stop": "stop",
+    "prime": "prime",
+    "status": "status",
+    "report": "report",
+    "rmpeer": "rmpeer",
+    "reset": "reset",
+    "ip": "ip",
+    "attach": "attach",
+    "detach": "attach",
+    "expose": "attach",
+    "hide": "attach",
+    "plugins": "plugins",
+    "simulate": "simulate",
+}
+"""Every kernel command, in the order ``--help`` lists them, and the module of this
+package that defines it: a function of the command's name, or a typer ``app`` (``ip``)."""
+
+
+def make_app(only: str | None = None) -> typer.Typer:
+    """The ``weavek`` typer app: every kernel command, or only the command ``only``.
+
+    :func:`main` builds only the command it runs, so that each command imports
+    just what it needs: ``weavek launch`` starts every peer, and the HTTP client
+    stack and the other commands' modules would add a tenth to its start-up.
+    """
+    app = typer.Typer(
+        name="weavek",
+        help="A distributed IP address manager for containers.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    if only is not None:
+        # typer runs a lone command as the whole program; a callback keeps the group.
+        app.callback()(_group)
+    for name, module_name in COMMANDS.items():
+        if only is None or name == only:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+            if name == "ip":
+                app.add_typer(module.app, name="ip")
+            else:
+                app.command(name)(getattr(module, name))
+    return app
+
+
+def _group() -> None:
+    """A distributed IP address manager for containers."""
+
+
+def _command(args: list[str]) -> str | None:
+    """The kernel command ``args`` run, if they name one first; None for help or others."""
+    return args[0] if args and args[0] in COMMANDS else None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole app, for whoever wants to inspect it
+        return make_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
@@ -45,6 +90,7 @@ def main() -> None:
     """
     try:
         pm = _plugin_manager()
+        app = make_app(_command(sys.argv[1:]))
         pm.hook.weavek_add_commands(app=app)
         code = app(standalone_mode=False)
     except PluginError as err:

@@ -23,7 +23,7 @@ import typer
 from weavek.core.address import CIDR, AddressError, parse_cidr
 from weavek.core.peer import PeerNameError, format_peer_name, parse_peer_name
 from weavek.core.strategy import InitArgumentError
-from weavek.node.config import DEFAULT_RANGE, PeerConfig
+from weavek.node.config import DEFAULT_BRIDGE, DEFAULT_RANGE, PeerConfig
 from weavek.plugins import UnknownPluginError, make_plugin_manager, parse_plugin_arg, resolve
 
 from . import _daemon
@@ -41,6 +41,7 @@ from ._options import (
 __all__ = ["ENV_PASSWORD", "launch"]
 
 ENV_PASSWORD: Final = "WEAVEK_PASSWORD"
+DEFAULT_GRACE_PERIOD: Final = PeerConfig.grace_period
 
 
 def launch(
@@ -109,6 +110,21 @@ def launch(
             show_default=False,
         ),
     ] = None,
+    bridge: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME", help="The host bridge runtimes attach containers to (created on use)."
+        ),
+    ] = DEFAULT_BRIDGE,
+    grace_period: Annotated[
+        float,
+        typer.Option(
+            "--grace-period",
+            metavar="SECONDS",
+            min=0.0,
+            help="How long a dead container keeps its addresses, in case it restarts.",
+        ),
+    ] = DEFAULT_GRACE_PERIOD,
     listen: Annotated[
         str, typer.Option(metavar="HOST:PORT", help="Where the transport listens for peers.")
     ] = DEFAULT_LISTEN_ADDR,
@@ -143,6 +159,8 @@ def launch(
         persist=persist,
         transport=transport,
         runtimes=tuple(runtime or ()),
+        bridge=bridge,
+        grace_period=grace_period,
         listen=listen,
         http_addr=http_addr,
         password=password or None,
@@ -173,6 +191,8 @@ class _Settings:
     persist: str
     transport: str
     runtimes: tuple[str, ...]
+    bridge: str
+    grace_period: float
     listen: str
     http_addr: str
     password: str | None
@@ -205,6 +225,8 @@ class _Settings:
             persist=self.persist,
             transport=self.transport,
             runtimes=self.runtimes,
+            bridge=_bridge_name(self.bridge),
+            grace_period=self.grace_period,
             listen=listen,
             http=http,
             password=self.password.encode() if self.password else None,
@@ -221,6 +243,7 @@ class _Settings:
         args += ["--persist", config.persist, "--transport", config.transport]
         for name in config.runtimes:
             args += ["--runtime", name]
+        args += ["--bridge", config.bridge, "--grace-period", repr(config.grace_period)]
         args += ["--listen", format_hostport(*config.listen)]
         args += ["--http-addr", format_hostport(*config.http)]
         return [*args, "--", *config.peers]
@@ -262,6 +285,16 @@ def _block(text: str, flag: str) -> CIDR:
     if cidr.size < 4:
         raise typer.BadParameter(f"{cidr} has fewer than 4 addresses", param_hint=flag)
     return cidr
+
+
+def _bridge_name(text: str) -> str:
+    """A Linux interface name: 1-15 characters, no ``/``, blanks or ``:``."""
+    if not 0 < len(text) <= 15 or any(c in text for c in "/: \t\n") or text in (".", ".."):
+        raise typer.BadParameter(
+            f"{text!r} is not a valid interface name (1-15 characters, no '/', ':' or blanks)",
+            param_hint="--bridge",
+        )
+    return text
 
 
 def _peer_name(text: str | None) -> int | None:

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 
 from weavek.core.address import CIDR, parse_cidr
 
-__all__ = ["DEFAULT_HTTP", "DEFAULT_LISTEN", "DEFAULT_RANGE", "PeerConfig"]
+__all__ = ["DEFAULT_BRIDGE", "DEFAULT_HTTP", "DEFAULT_LISTEN", "DEFAULT_RANGE", "PeerConfig"]
 
 DEFAULT_RANGE = "10.32.0.0/12"
 DEFAULT_LISTEN = ("0.0.0.0", 6783)
 DEFAULT_HTTP = ("127.0.0.1", 6784)
+DEFAULT_BRIDGE = "weavek"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class PeerConfig:
     :param retry_interval: seconds between retries of pending requests.
     :param gossip_interval: seconds between periodic gossip.
     :param grace_period: seconds a dead container keeps its addresses.
+    :param bridge: the host bridge runtimes attach containers to.
     """
 
     name: int | None = None
@@ -57,3 +59,4 @@ class PeerConfig:
     retry_interval: float = 5.0
     gossip_interval: float = 30.0
     grace_period: float = 30.0
+    bridge: str = DEFAULT_BRIDGE

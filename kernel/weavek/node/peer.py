@@ -32,6 +32,7 @@ from anyio.abc import TaskStatus
 
 from weavek.core.allocator import Allocator
 from weavek.core.events import Event, PruneRequested, Tick
+from weavek.interfaces import Runtime
 from weavek.plugins import make_plugin_manager, parse_plugin_arg, resolve
 
 from .actor import Actor, ActorStats, notify
@@ -65,6 +66,8 @@ class Peer:
         self.http_address: tuple[str, int] | None = None
         """Where the HTTP API listens (the real port when ``config.http`` asked for port 0)."""
         self.mailbox = Mailbox()
+        self.runtimes: tuple[Runtime, ...] = ()
+        """The active container runtimes, in ``--runtime`` order (:mod:`weavek.node.containers`)."""
         self._actor: Actor | None = None
         self._stack: AsyncExitStack | None = None
 
@@ -93,8 +96,9 @@ class Peer:
         return await self.mailbox.query(read)
 
     async def status(self) -> PeerStatus:
-        """A consistent snapshot of this peer's IPAM state."""
-        return await self.query(peer_status)
+        """A consistent snapshot of this peer's IPAM state, with its services' health."""
+        status = await self.query(peer_status)
+        return status if self._actor is None else self._actor.with_health(status)
 
     async def deliver(self, event: Event) -> None:
         """Hand the allocator an event that needs no answer (a tick, a container event)."""
@@ -142,7 +146,7 @@ class Peer:
         transport_cls = resolve(pm, "transport", transport_name)
         runtime_classes = [(resolve(pm, "runtime", name), arg) for name, arg in runtime_args]
 
-        store = await stack.enter_async_context(store_cls(store_arg))
+        store = await stack.enter_async_context(store_cls(store_arg, peer=config.name))
         snapshot = await store.load()
         self.name = me = choose_name(config.name, snapshot)
         strategy = strategy_cls(init_arg, me=me, peers_named=len(config.peers))
@@ -176,10 +180,20 @@ class Peer:
             peer=self,
         )
         await stack.enter_async_context(transport)
-        runtimes = [
-            await stack.enter_async_context(cls(arg, deliver=self.mailbox.deliver))
-            for cls, arg in runtime_classes
-        ]
+        self.runtimes = runtimes = tuple(
+            [
+                await stack.enter_async_context(
+                    cls(
+                        arg,
+                        deliver=self.mailbox.deliver,
+                        bridge=config.bridge,
+                        universe=config.universe,
+                    )
+                )
+                for cls, arg in runtime_classes
+            ]
+        )
+        actor.runtimes = tuple(runtimes)  # their health() shows in status
         tasks = await stack.enter_async_context(anyio.create_task_group())
         stack.push_async_callback(self._stop, tasks)
         await tasks.start(actor.run, allocator.start(anyio.current_time()))

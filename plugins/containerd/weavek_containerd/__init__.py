@@ -1,0 +1,5 @@
+"""weavek runtime ``containerd``: attach containerd containers and release their addresses."""
+
+from .runtime import ContainerdRuntime
+
+__all__ = ["ContainerdRuntime"]

@@ -74,6 +74,7 @@ import pluggy
 from weavek.core import effects as fx
 from weavek.core.allocator import Allocator
 from weavek.core.effects import Effect
+from weavek.core.events import ContainerDied, Tick
 from weavek.core.peer import format_peer_name
 from weavek.interfaces import Runtime, Store, StoreUnavailable, Transport
 
@@ -262,7 +263,12 @@ class Actor:
             if type(item) is Query:
                 queries.append(item)
                 continue
-            out = handle(item)
+            if type(item) is ContainerDied:
+                # The allocator stamps a death with its clock, the last tick's time: move
+                # the clock to now first, or the grace period would end up to a tick early.
+                out = [*handle(Tick(anyio.current_time())), *handle(item)]
+            else:
+                out = handle(item)
             request = getattr(item, "request", None)
             if request is not None:
                 ident = getattr(item, "ident", None)

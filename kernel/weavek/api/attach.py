@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from weavek.node.containers import Attached, ContainerError, Containers, parse_targets
+from weavek.node.containers import Attached, ContainerError, parse_targets
 
 from .app import _disconnected, _error, _text, _wants_json
 
@@ -38,7 +38,7 @@ __all__ = ["attach_routes"]
 
 class _ContainerApi:
     def __init__(self, peer: Peer) -> None:
-        self.containers = Containers(peer)
+        self.containers = peer.containers
 
     async def attach(self, request: Request) -> Response:
         return await self._run(request, "attach")

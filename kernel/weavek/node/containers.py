@@ -229,6 +229,27 @@ class Containers:
             await self._release(EXPOSE_IDENT, cidrs)
         return Attached("host", EXPOSE_IDENT, used, tuple(cidrs))
 
+    async def reattach(self, runtime: Runtime, ident: str) -> None:
+        """Plumb the addresses ``ident`` still holds into it again, if any.
+
+        For a container that started again: its addresses survived its death
+        (the grace period), its interface did not. A container that was never
+        attached holds nothing, and one that is attached already only has its
+        addresses confirmed (a runtime's attach adds what is missing).
+        """
+        async with self._serial(ident):
+            cidrs = await self._selected(ident, ())
+            if not cidrs:
+                return
+            try:
+                await runtime.attach(ident, cidrs)
+            except ContainerNotFound:
+                return  # gone again; its death releases it
+            except Exception:
+                log.exception("re-attaching %s %s after its restart", runtime.name, ident)
+                return
+        log.info("Re-attached %s %s after its restart: %s", runtime.name, ident, _listing(cidrs))
+
     # -- runtimes ----------------------------------------------------------
 
     def _candidates(self, runtime: str | None) -> tuple[Runtime, ...]:

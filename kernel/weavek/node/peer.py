@@ -31,12 +31,13 @@ import pluggy
 from anyio.abc import TaskStatus
 
 from weavek.core.allocator import Allocator
-from weavek.core.events import Event, PruneRequested, Tick
-from weavek.interfaces import Runtime
+from weavek.core.events import ContainerStarted, Event, PruneRequested, Tick
+from weavek.interfaces import Runtime, RuntimeEvent
 from weavek.plugins import make_plugin_manager, parse_plugin_arg, resolve
 
 from .actor import Actor, ActorStats, notify
 from .config import PeerConfig
+from .containers import Containers
 from .mailbox import Mailbox
 from .naming import choose_name, default_nickname
 from .status import PeerStatus, peer_status
@@ -68,7 +69,10 @@ class Peer:
         self.mailbox = Mailbox()
         self.runtimes: tuple[Runtime, ...] = ()
         """The active container runtimes, in ``--runtime`` order (:mod:`weavek.node.containers`)."""
+        self.containers = Containers(self)
+        """Attach, detach, expose and hide (the API's and the runtimes' events' way in)."""
         self._actor: Actor | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
 
     # -- what other tasks call ---------------------------------------------
@@ -180,21 +184,16 @@ class Peer:
             peer=self,
         )
         await stack.enter_async_context(transport)
-        self.runtimes = runtimes = tuple(
-            [
-                await stack.enter_async_context(
-                    cls(
-                        arg,
-                        deliver=self.mailbox.deliver,
-                        bridge=config.bridge,
-                        universe=config.universe,
-                    )
-                )
-                for cls, arg in runtime_classes
-            ]
-        )
-        actor.runtimes = tuple(runtimes)  # their health() shows in status
-        tasks = await stack.enter_async_context(anyio.create_task_group())
+        runtimes = []
+        for cls, arg in runtime_classes:
+            events = _RuntimeEvents(self)
+            runtime = cls(
+                arg, deliver=events.deliver, bridge=config.bridge, universe=config.universe
+            )
+            events.runtime = runtime
+            runtimes.append(await stack.enter_async_context(runtime))
+        self.runtimes = actor.runtimes = tuple(runtimes)  # their health() shows in status
+        self._tasks = tasks = await stack.enter_async_context(anyio.create_task_group())
         stack.push_async_callback(self._stop, tasks)
         await tasks.start(actor.run, allocator.start(anyio.current_time()))
         if runtimes:
@@ -210,12 +209,32 @@ class Peer:
 
     async def _stop(self, tasks: anyio.abc.TaskGroup) -> None:
         notify(self.pm.hook, "weavek_peer_stopping", peer=self)
+        self._tasks = None
         tasks.cancel_scope.cancel()
+
+    def _restarted(self, runtime: Runtime, ident: str) -> None:
+        if self._tasks is not None:  # not before the peer runs: start-up reconciles instead
+            self._tasks.start_soon(self.containers.reattach, runtime, ident)
 
     async def _tick(self) -> None:
         while True:
             await anyio.sleep(self.config.tick)
             await self.mailbox.deliver(Tick(anyio.current_time()))
+
+
+class _RuntimeEvents:
+    """A runtime's ``deliver``: its events go to the allocator, and a container
+    that starts again gets its interface back (its addresses outlived its
+    network namespace)."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.runtime: Runtime | None = None
+
+    async def deliver(self, event: RuntimeEvent) -> None:
+        await self.peer.mailbox.deliver(event)
+        if type(event) is ContainerStarted and self.runtime is not None:
+            self.peer._restarted(self.runtime, event.ident)
 
 
 async def run_peer(

@@ -1254,6 +1254,30 @@ def test_restart_drops_persisted_addresses_no_longer_ours() -> None:
     alloc.audit()
 
 
+def test_restart_gives_an_address_held_twice_to_one_ident_only() -> None:
+    # A damaged or hand-edited store: two idents hold 10.0.0.7, one ident holds
+    # an address inside the range and one outside it, held by nobody else.
+    net = Net("10.0.0.0/24")
+    ring = Allocator(
+        me=P1, universe=cidr("10.0.0.0/24"), strategy=FixedSeeds([P1], me=P1), rng=random.random
+    )
+    ring.start()
+    owned = {
+        "a": Holding((cidr("10.0.0.7/24"),)),
+        "b": Holding((cidr("10.0.0.7/24"), cidr("10.0.0.9/24"))),
+        "c": Holding((cidr("10.0.0.8/24"), cidr("192.168.1.1/24")), is_container=True),
+    }
+    alloc = net.add(P1, FixedSeeds([P1], me=P1), snapshot=Snapshot(P1, ring.ring.to_data(), owned))
+    holders = [i for i in "ab" if ip("10.0.0.7") in alloc.ledger.addresses(i)]
+    assert len(holders) == 1, holders
+    assert ip("10.0.0.9") in alloc.ledger.addresses("b")
+    assert set(alloc.ledger.addresses("c")) == {ip("10.0.0.8"), ip("192.168.1.1")}
+    assert alloc.ledger.is_container("c")
+    assert any("Dropping persisted 10.0.0.7/24" in log.message for _, log in net.logs)
+    assert net.allocate(P1, "d") == cidr("10.0.0.1/24")  # the lowest address nobody holds
+    alloc.audit()
+
+
 @pytest.mark.parametrize(
     ("snap_peer", "universe", "reason"),
     [

@@ -175,3 +175,38 @@ TestSpace = SpaceMachine.TestCase
 )
 def test_aligned_block_is_the_largest_aligned_block(start: int, size: int) -> None:
     assert _aligned_block(start, size) == largest_aligned(start, start + size)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(spans, max_size=4),
+    st.lists(offsets, max_size=8),
+    st.lists(offsets, max_size=40),
+    st.sampled_from(BASES),
+)
+def test_claim_many_is_claim_one_by_one(
+    ranges: list[list[int]], taken: list[int], wanted: list[int], base: int
+) -> None:
+    """The bulk claim of a restore leaves the space as claiming each address in turn would."""
+
+    def fresh() -> Space:
+        space = Space()
+        for start, end in ranges:
+            space.add(base + start, base + end)
+        for offset in taken:
+            if space.is_free(base + offset):
+                space.claim(base + offset)
+        return space
+
+    addrs = sorted(base + offset for offset in wanted)
+    one_by_one, refused = fresh(), []
+    for k, addr in enumerate(addrs):
+        try:
+            one_by_one.claim(addr)
+        except SpaceError:
+            refused.append(k)
+    bulk = fresh()
+    assert bulk.claim_many(addrs) == refused
+    assert bulk._free == one_by_one._free and bulk._ours == one_by_one._ours
+    assert bulk.num_free() == one_by_one.num_free()
+    assert bulk.num_allocated() == one_by_one.num_allocated()

@@ -29,9 +29,11 @@ is always on disk first.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from operator import itemgetter
 
 from . import codec
 from .address import CIDR, Range, format_address
@@ -74,7 +76,7 @@ from .ledger import Key, Ledger, ident_of, key_of
 from .messages import PeerState, SpaceDenied, SpaceRequest
 from .peer import UNKNOWN_PEER, PeerNameError, format_peer_name, parse_peer_name
 from .ring import DifferentRangeError, DifferentSeedsError, Ring, RingError
-from .snapshot import Snapshot
+from .snapshot import AddressRow, Snapshot
 from .space import Space, SpaceError
 from .strategy import Decision, InitStrategy
 
@@ -252,39 +254,40 @@ class Allocator:
             else:
                 self.space.update_ranges(self.ring.owned_ranges())
                 self._owned = self._coalesced_owned()
-                # In address order, so each claim takes the front of a free interval
-                # instead of splitting one: restoring a million allocations stays linear.
-                held = sorted(
-                    (
-                        (cidr.addr, ident, cidr, holding.is_container)
-                        for ident, holding in snap.owned.items()
-                        for cidr in holding.cidrs
-                    ),
-                    key=lambda row: row[0],
-                )
-                for _addr, ident, cidr, is_container in held:
-                    self._restore_holding(ident, cidr, is_container, effects)
+                self._restore_holdings(snap.address_rows(), effects)
                 return True
         effects.append(Log("info", reason))
         effects.append(ClearStore(reason))
         return False
 
-    def _restore_holding(
-        self, ident: str, cidr: CIDR, is_container: bool, effects: list[Effect]
-    ) -> None:
-        addr = cidr.addr
-        outside = not self.universe.contains(addr)
-        if not outside:
-            if not self.space.is_free(addr):
-                # The ring no longer gives us this address: keeping it would risk a duplicate.
-                effects.append(Log("warning", f"Dropping persisted {cidr} of {ident}: not ours"))
-                effects.append(Released(ident, cidr))
-                return
-            self.space.claim(addr)
-        elif self.ledger.outside_holder(addr) is not None:
+    def _restore_holdings(self, rows: list[AddressRow], effects: list[Effect]) -> None:
+        """Put the persisted addresses (ascending) back in the space and the ledger.
+
+        In bulk, because a restart with a million allocations must serve again
+        within seconds. An address the ring no longer gives us is dropped:
+        keeping it would risk a duplicate.
+        """
+        first = itemgetter(0)
+        lo = bisect_left(rows, self._ustart, key=first)
+        hi = bisect_left(rows, self._uend, lo, key=first)
+        inside = rows if lo == 0 and hi == len(rows) else rows[lo:hi]
+        if len(inside) < len(rows):
+            for addr, prefix, version, ident, is_container in rows[:lo] + rows[hi:]:
+                cidr = CIDR(addr, prefix, version)
+                if self.ledger.outside_holder(addr) is not None:
+                    effects.append(Released(ident, cidr))
+                else:
+                    self.ledger.add(key_of(ident), addr, is_container, outside=True)
+        refused = self.space.claim_many(list(map(first, inside)))
+        for k in refused:
+            addr, prefix, version, ident, _ = inside[k]
+            cidr = CIDR(addr, prefix, version)
+            effects.append(Log("warning", f"Dropping persisted {cidr} of {ident}: not ours"))
             effects.append(Released(ident, cidr))
-            return
-        self.ledger.add(key_of(ident), addr, is_container, outside)
+        if refused:
+            dropped = set(refused)
+            inside = [row for k, row in enumerate(inside) if k not in dropped]
+        self.ledger.add_many(inside)
 
     # -- requests ----------------------------------------------------------
 

@@ -9,7 +9,11 @@ in and out as strings; the compact key is an internal detail.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .snapshot import AddressRow
 
 __all__ = ["Key", "Ledger"]
 
@@ -81,6 +85,34 @@ class Ledger:
         if outside:
             self._outside[addr] = key
         self._total += 1
+
+    def add_many(self, rows: Iterable[AddressRow]) -> None:
+        """:meth:`add` for every row, all inside the universe: a restore, in bulk."""
+        held = self._held
+        containers = self._containers
+        fromhex = bytes.fromhex
+        count = 0
+        for addr, _, _, ident, is_container in rows:
+            key: Key = ident
+            if len(ident) >= 16 and not len(ident) & 1:  # key_of, inlined for a million rows
+                try:
+                    raw = fromhex(ident)
+                except ValueError:
+                    pass
+                else:
+                    if raw.hex() == ident:
+                        key = raw
+            old = held.get(key)
+            if old is None:
+                held[key] = addr
+            elif type(old) is int:
+                held[key] = (old, addr)
+            else:
+                held[key] = (*old, addr)  # type: ignore[misc]
+            if is_container:
+                containers.add(key)
+            count += 1
+        self._total += count
 
     def remove(self, key: Key, addr: int) -> bool:
         """Drop one address of ``key``; False if it did not hold it."""

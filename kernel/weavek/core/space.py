@@ -16,8 +16,9 @@ are the allocator's hot path: two bisects and at most one small list splice.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from weavek.core.address import Range, format_address
 
@@ -87,6 +88,19 @@ def _put(bounds: list[int], addr: int) -> None:
         bounds[k - 1] = addr + 1
     else:
         bounds[k:k] = (addr, addr + 1)
+
+
+def _union(a: list[int], b: list[int]) -> list[int]:
+    """The union of two disjoint bounds lists, coalesced."""
+    if not a or not b:
+        return a or b
+    out: list[int] = []
+    for start, end in heapq.merge(_pairs(a), _pairs(b)):
+        if out and out[-1] == start:
+            out[-1] = end
+        else:
+            out += (start, end)
+    return out
 
 
 def _pairs(bounds: list[int]) -> list[Range]:
@@ -193,6 +207,51 @@ class Space:
         _put(self._ours, addr)
         self._num_free -= 1
         self._num_ours += 1
+
+    def claim_many(self, addrs: Sequence[int]) -> list[int]:
+        """Move each of ``addrs`` (ascending) that is free to ours, in one pass.
+
+        A restart with a million allocations is one merge of two sorted lists,
+        not a million list splices. Returns the positions in ``addrs`` of the
+        addresses that were not free (a repeated address is not free the
+        second time), which stay as they were.
+        """
+        free = self._free
+        n = len(free)
+        kept: list[int] = []  # the free bounds after the claims
+        claimed: list[int] = []  # the bounds of what this call claims
+        refused: list[int] = []
+        j = 0
+        pos = free[0] if n else 0  # where the unclaimed part of free range j starts
+        for k, addr in enumerate(addrs):
+            while j < n and free[j + 1] <= addr:  # ranges wholly below addr are done
+                if pos < free[j + 1]:
+                    kept += (pos, free[j + 1])
+                j += 2
+                if j < n:
+                    pos = free[j]
+            if j >= n or addr < pos:
+                refused.append(k)
+                continue
+            if pos < addr:
+                kept += (pos, addr)
+            pos = addr + 1
+            if claimed and claimed[-1] == addr:
+                claimed[-1] = pos
+            else:
+                claimed += (addr, pos)
+        while j < n:
+            if pos < free[j + 1]:
+                kept += (pos, free[j + 1])
+            j += 2
+            if j < n:
+                pos = free[j]
+        self._free = kept
+        self._ours = _union(self._ours, claimed)
+        count = len(addrs) - len(refused)
+        self._num_free -= count
+        self._num_ours += count
+        return refused
 
     def free(self, addr: int) -> None:
         """Return an allocated address to the free set."""

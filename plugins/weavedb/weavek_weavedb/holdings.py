@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import ItemsView, Iterator, Mapping
+from itertools import repeat
+from operator import itemgetter
 
 from weavek.core.address import CIDR
-from weavek.core.snapshot import Holding
+from weavek.core.snapshot import AddressRow, Holding
 
 __all__ = ["Holdings"]
 
@@ -78,6 +80,22 @@ class Holdings(Mapping[str, Holding]):
 
     def items(self) -> _Items:
         return _Items(self)
+
+    def address_rows(self) -> list[AddressRow]:
+        """What :meth:`Snapshot.address_rows` gives, straight from the arrays (no CIDRs)."""
+        rows = list(
+            zip(self._addrs, self._prefixes, repeat(4), self._idents, map(bool, self._flags))
+        )
+        extra = self._extra
+        if extra:
+            rows = [row for at, row in enumerate(rows) if at not in extra]
+            rows += (
+                (cidr.addr, cidr.prefix, cidr.version, self._idents[at], self._flags[at] == 1)
+                for at, cidrs in extra.items()
+                for cidr in cidrs
+            )
+        rows.sort(key=itemgetter(0))
+        return rows
 
 
 class _Items(ItemsView[str, Holding]):

@@ -7,6 +7,8 @@ import os
 import random
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,6 +155,44 @@ async def test_the_file_is_wal_synchronous_full_and_identified(path: Path) -> No
     assert header[18:20] == b"\x02\x02"  # WAL read and write versions
     assert int.from_bytes(header[68:72], "big") == APPLICATION_ID
     assert int.from_bytes(header[60:64], "big") == SCHEMA_VERSION
+
+
+HOLD_OPEN = """
+import sys, anyio
+from weavek_weavedb import WeavedbStore
+
+async def main():
+    async with WeavedbStore(sys.argv[1]) as store:
+        await store.load()
+        print("open", flush=True)
+        sys.stdin.readline()  # until the test says so, or kills us
+
+anyio.run(main)
+"""
+
+
+async def test_a_file_another_process_uses_is_refused_until_it_is_gone(path: Path) -> None:
+    await fill(path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        with pytest.raises(WeavedbError, match="in use by another process"):
+            async with WeavedbStore(str(path)):
+                pass
+        holder.kill()  # a crash drops the lock with the process
+        holder.wait(10)
+        async with WeavedbStore(str(path)) as store:
+            snap = await store.load()
+            assert snap is not None and len(snap.owned) == 50
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
 
 
 async def test_using_it_outside_async_with_is_an_error(path: Path) -> None:

@@ -14,7 +14,10 @@ event loop never waits on the disk. The rules that keep data safe:
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
+import os
 import socket
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -68,6 +71,31 @@ _FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 """The socket address family to parse a stored address with, by its version column."""
 
 
+def _lock(path: Path) -> int:
+    """Open ``path`` (creating it empty) and lock it for this process alone; the descriptor.
+
+    Two peers on one file would each hand out the addresses the other does
+    not know of. As BoltDB did for Weave, an exclusive ``flock`` on the file
+    itself says so at once; the kernel drops it when the process dies, even
+    by ``kill -9``. SQLite's own locks are ``fcntl`` record locks, which a
+    ``flock`` does not touch.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise WeavedbError(path, f"cannot open: {err.strerror}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise WeavedbError(
+                path, "in use by another process (is another weavek peer using this file?)"
+            ) from None
+        raise WeavedbError(path, f"cannot lock: {err.strerror}") from err
+    return fd
+
+
 class Database:
     """One open weavedb file; its methods are called one at a time, by the store's worker.
 
@@ -82,20 +110,25 @@ class Database:
         self.path = path
         if sqlite3.sqlite_version_info < (3, 37):
             raise WeavedbError(path, f"needs SQLite 3.37 or later, not {sqlite3.sqlite_version}")
+        self._lock = _lock(path)
         try:
             # Manual transactions (isolation_level None); the worker may be any one thread.
             self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as err:
+            os.close(self._lock)
             raise WeavedbError(path, f"cannot open: {err}") from err
         try:
             self._adopt(synchronous)
         except BaseException:
-            self._conn.close()
+            self.close()
             raise
 
     def close(self) -> None:
-        """Close the file (SQLite checkpoints the WAL into it and removes the WAL)."""
-        self._conn.close()
+        """Close the file (SQLite checkpoints the WAL into it and removes the WAL) and unlock it."""
+        try:
+            self._conn.close()
+        finally:
+            os.close(self._lock)
 
     def _adopt(self, synchronous: str) -> None:
         # Only reads until the file is known to be ours or blank: a foreign file stays untouched.

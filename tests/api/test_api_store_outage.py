@@ -58,6 +58,9 @@ async def test_allocation_gets_503_while_the_store_is_away_and_200_after(
                 assert store["Problem"].startswith("unavailable: cannot open")
                 as_json = (await http.get("/status", headers={"Accept": "application/json"})).json()
                 assert as_json["Services"] == report["Services"]
+                metrics = (await http.get("/metrics")).text
+                assert 'weavek_service_up{family="store",name="journal"} 0.0' in metrics
+                assert "weavek_store_unwritten 2.0" in metrics
 
                 away.rename(service)
                 r = await http.post("/ip/new")  # the same ident: the same address, now durable
@@ -66,3 +69,7 @@ async def test_allocation_gets_503_while_the_store_is_away_and_200_after(
                 assert (await http.get("/status")).text == healthy
                 report = (await http.get("/report", headers={"Accept": "application/json"})).json()
                 assert [s["Healthy"] for s in report["Services"]] == [True, True]
+                metrics = (await http.get("/metrics")).text
+                assert 'weavek_service_up{family="store",name="journal"} 1.0' in metrics
+                assert 'weavek_service_up{family="transport",name="memory"} 1.0' in metrics
+                assert "weavek_store_unwritten 0.0" in metrics

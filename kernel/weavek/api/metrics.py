@@ -87,6 +87,21 @@ class PeerMetrics(Collector):
         yield _gauge(
             "weavek_actor_largest_batch", "Most items one batch took.", stats.largest_batch
         )
+        up = GaugeMetricFamily(
+            "weavek_service_up",
+            "1 while the store, the transport or a runtime works; 0 while it has a problem.",
+            labels=["family", "name"],
+        )
+        waiting = GaugeMetricFamily(
+            "weavek_store_unwritten",
+            "Changes the allocator made that the store has not made durable yet.",
+        )
+        for service in status.services:
+            up.add_metric([service.family, service.name], 0 if service.problem else 1)
+            if service.family == "store":
+                waiting.add_metric([], service.waiting)
+        yield up
+        yield waiting
 
 
 def _gauge(metric: str, doc: str, value: float, **labels: str) -> GaugeMetricFamily:

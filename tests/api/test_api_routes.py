@@ -36,11 +36,11 @@ async def test_allocate_lookup_free_delete(client: httpx.AsyncClient) -> None:
     assert (await client.post("/ip/c1")).text == "10.32.0.1/12"  # idempotent
     r = await client.post("/ip/c1/10.40.0.0/24")
     assert (r.status_code, r.text) == (200, "10.40.0.1/24")
-    assert (await client.get("/ip/c1")).text == "10.32.0.1/12 10.40.0.1/12"
+    assert (await client.get("/ip/c1")).text == "10.32.0.1/12 10.40.0.1/24"  # as allocated
     assert (await client.get("/ip/c1/10.40.0.0/24")).text == "10.40.0.1/24"
     assert (await client.get("/ip/nobody")).text == ""
     r = await client.get("/ip")
-    assert r.json() == {"owned": [{"containerid": "c1", "addrs": ["10.32.0.1/12", "10.40.0.1/12"]}]}
+    assert r.json() == {"owned": [{"containerid": "c1", "addrs": ["10.32.0.1/12", "10.40.0.1/24"]}]}
     r = await client.delete("/ip/c1/10.40.0.1")
     assert (r.status_code, r.text) == (204, "")
     r = await client.delete("/ip/c1/10.40.0.1")

@@ -453,8 +453,8 @@ def test_alloc_free() -> None:
     sub1, sub2 = "10.0.3.0/28", "10.0.3.32/28"
     assert net.allocate(P1, "c1", sub1) == cidr("10.0.3.1/28")
     assert net.allocate(P1, "c1", sub2) == cidr("10.0.3.33/28")
-    # Lookup keeps stored order. Our ledger keeps no prefix: results carry the lookup's.
-    assert net.lookup(P1, "c1", "10.0.3.0/26") == (cidr("10.0.3.1/26"), cidr("10.0.3.33/26"))
+    # Lookup keeps stored order, and each address the prefix it was allocated with.
+    assert net.lookup(P1, "c1", "10.0.3.0/26") == (cidr("10.0.3.1/28"), cidr("10.0.3.33/28"))
     assert net.lookup(P1, "c1", sub2) == (cidr("10.0.3.33/28"),)
     c2 = net.allocate(P1, "c2", sub1, is_container=True)
     assert c2 == cidr("10.0.3.2/28")
@@ -1223,6 +1223,7 @@ def test_restart_restores_ring_and_ledger() -> None:
         "Found persisted IPAM data, ignoring supplied IPAM seed",
     ]
     assert alloc.ring.to_data() == ring_before
+    assert net.lookup(P1, "c2") == (cidr("10.0.0.2/28"),)  # the prefix it was allocated with
     assert net.allocate(P1, "c2", "10.0.0.0/28") == cidr("10.0.0.2/28")
     assert net.allocate(P1, "c3") == cidr("10.0.0.3/24")
     assert net.lookup(P1, "c4", "192.168.1.0/24") == (cidr("192.168.1.1/24"),)
@@ -1432,8 +1433,8 @@ def test_idempotency_is_per_ident_and_subnet() -> None:
     assert (a, b) == (cidr("10.2.1.1/24"), cidr("10.2.2.1/24"))
     assert net.allocate(P1, "c1", "10.2.1.0/24") == a
     assert net.allocate(P1, "c1", "10.2.2.0/24") == b
-    # The whole universe already holds one of c1's addresses: the first.
-    assert net.allocate(P1, "c1") == cidr("10.2.1.1/16")
+    # The whole universe already holds one of c1's addresses: the first, as allocated.
+    assert net.allocate(P1, "c1") == cidr("10.2.1.1/24")
     assert net.lookup(P1, "c1", "10.2.2.0/24") == (b,)
     assert len(net[P1].ledger) == 2
 

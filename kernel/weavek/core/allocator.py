@@ -277,7 +277,7 @@ class Allocator:
                 if self.ledger.outside_holder(addr) is not None:
                     effects.append(Released(ident, cidr))
                 else:
-                    self.ledger.add(key_of(ident), addr, is_container, outside=True)
+                    self.ledger.add(key_of(ident), addr, is_container, True, self._unusual(cidr))
         refused = self.space.claim_many(list(map(first, inside)))
         for k in refused:
             addr, prefix, version, ident, _ = inside[k]
@@ -287,7 +287,8 @@ class Allocator:
         if refused:
             dropped = set(refused)
             inside = [row for k, row in enumerate(inside) if k not in dropped]
-        self.ledger.add_many(inside)
+        default = self.default_subnet
+        self.ledger.add_many(inside, (default.prefix, default.version))
 
     # -- requests ----------------------------------------------------------
 
@@ -310,7 +311,7 @@ class Allocator:
         existing = self.ledger.find(key, lo, hi)
         if existing is not None:
             self.ledger.revive(key)
-            return subnet.with_addr(existing)
+            return self.cidr_of(existing)
         if self.shutting_down:
             return Failed(f"Allocate request for {op.ident} cancelled", cancelled=True)
         if not (lo < self._uend and self._ustart < hi):
@@ -325,8 +326,9 @@ class Allocator:
             if ident == ANONYMOUS:
                 ident = format_address(addr, subnet.version)
                 key = ident
-            self.ledger.add(key, addr, op.is_container)
             cidr = subnet.with_addr(addr)
+            unusual = None if subnet is self.default_subnet else self._unusual(cidr)
+            self.ledger.add(key, addr, op.is_container, cidr=unusual)
             effects.append(Allocated(ident, cidr, op.is_container))
             return cidr
         self._ask_for_space(lo, hi, effects)
@@ -426,8 +428,19 @@ class Allocator:
         outside: bool,
         effects: list[Effect],
     ) -> None:
-        self.ledger.add(key, addr, is_container, outside)
-        effects.append(Allocated(ident, cidr.with_addr(addr), is_container))
+        cidr = cidr.with_addr(addr)
+        self.ledger.add(key, addr, is_container, outside, self._unusual(cidr))
+        effects.append(Allocated(ident, cidr, is_container))
+
+    def _unusual(self, cidr: CIDR) -> CIDR | None:
+        """``cidr`` if the ledger must keep its prefix: not the default subnet's shape."""
+        default = self.default_subnet
+        return None if cidr[1] == default[1] and cidr[2] == default[2] else cidr
+
+    def cidr_of(self, addr: int) -> CIDR:
+        """A held ``addr`` with the prefix it was allocated or claimed with (as Weave kept it)."""
+        cidr = self.ledger.cidr_of(addr)
+        return cidr if cidr is not None else self.default_subnet.with_addr(addr)
 
     def _pending_ok(self, op: _Claim, effects: list[Effect]) -> None:
         """Stay pending; a claim that may not wait for the ring is answered OK now."""
@@ -444,7 +457,7 @@ class Allocator:
     def _on_lookup(self, ev: LookupRequested, effects: list[Effect]) -> None:
         subnet = ev.subnet.network() if ev.subnet is not None else self.default_subnet
         lo, hi = subnet.host_range
-        found = tuple(subnet.with_addr(a) for a in self.ledger.addresses(ev.ident) if lo <= a < hi)
+        found = tuple(self.cidr_of(a) for a in self.ledger.addresses(ev.ident) if lo <= a < hi)
         effects.append(Reply(ev.request, found))
 
     def _on_free(self, ev: FreeRequested, effects: list[Effect]) -> None:

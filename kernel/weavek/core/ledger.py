@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from .address import CIDR
+
 if TYPE_CHECKING:
     from .snapshot import AddressRow
 
@@ -40,7 +42,7 @@ def ident_of(key: Key) -> str:
 class Ledger:
     """Idents and the addresses they hold; also who is a container and who is dead."""
 
-    __slots__ = ("_containers", "_dead", "_held", "_outside", "_total")
+    __slots__ = ("_cidrs", "_containers", "_dead", "_held", "_outside", "_total")
 
     def __init__(self) -> None:
         self._held: dict[Key, int | tuple[int, ...]] = {}
@@ -48,6 +50,9 @@ class Ledger:
         self._dead: dict[Key, float] = {}
         # Holders of addresses outside the universe: those are checked only here.
         self._outside: dict[int, Key] = {}
+        # The prefix (and family) of each address allocated or claimed with another one
+        # than the default subnet's: rare, so the common case costs nothing.
+        self._cidrs: dict[int, CIDR] = {}
         self._total = 0
 
     def __len__(self) -> int:
@@ -72,7 +77,20 @@ class Ledger:
                 return addr
         return None
 
-    def add(self, key: Key, addr: int, is_container: bool, outside: bool = False) -> None:
+    def cidr_of(self, addr: int) -> CIDR | None:
+        """The CIDR ``addr`` was recorded with, if it was not in the default subnet's shape."""
+        return self._cidrs.get(addr)
+
+    def add(
+        self,
+        key: Key,
+        addr: int,
+        is_container: bool,
+        outside: bool = False,
+        cidr: CIDR | None = None,
+    ) -> None:
+        """Record that ``key`` holds ``addr`` (``cidr``: only for an unusual prefix, see
+        :meth:`cidr_of`)."""
         held = self._held.get(key)
         if held is None:
             self._held[key] = addr
@@ -84,15 +102,22 @@ class Ledger:
             self._containers.add(key)
         if outside:
             self._outside[addr] = key
+        if cidr is not None:
+            self._cidrs[addr] = cidr
         self._total += 1
 
-    def add_many(self, rows: Iterable[AddressRow]) -> None:
-        """:meth:`add` for every row, all inside the universe: a restore, in bulk."""
+    def add_many(self, rows: Iterable[AddressRow], usual: tuple[int, int]) -> None:
+        """:meth:`add` for every row, all inside the universe: a restore, in bulk.
+
+        :param usual: the default subnet's (prefix, version); other rows keep theirs.
+        """
         held = self._held
         containers = self._containers
         fromhex = bytes.fromhex
         count = 0
-        for addr, _, _, ident, is_container in rows:
+        for addr, prefix, version, ident, is_container in rows:
+            if (prefix, version) != usual:
+                self._cidrs[addr] = CIDR(addr, prefix, version)
             key: Key = ident
             if len(ident) >= 16 and not len(ident) & 1:  # key_of, inlined for a million rows
                 try:
@@ -129,6 +154,7 @@ class Ledger:
             rest = tuple(a for a in held if a != addr)  # type: ignore[union-attr]
             self._held[key] = rest[0] if len(rest) == 1 else rest
         self._outside.pop(addr, None)
+        self._cidrs.pop(addr, None)
         self._total -= 1
         return True
 
@@ -141,6 +167,7 @@ class Ledger:
         self._forget(key)
         for addr in addrs:
             self._outside.pop(addr, None)
+            self._cidrs.pop(addr, None)
         self._total -= len(addrs)
         return addrs
 

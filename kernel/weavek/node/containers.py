@@ -345,21 +345,15 @@ class Containers:
         return await self.peer.query(lambda alloc: alloc.ledger.addresses(ident))
 
     async def _selected(self, ident: str, targets: Sequence[Target]) -> list[CIDR]:
-        """The ident's addresses that the targets select (all without targets), as CIDRs."""
+        """The ident's addresses that the targets select (all without targets), as allocated."""
         config = self.peer.config
         default = config.default_subnet or config.universe
-        held = await self._addresses(ident)
-        chosen = []
-        for addr in held:
-            if targets and not any(_selects(t, addr, default) for t in targets):
-                continue
-            if default.contains(addr):
-                chosen.append(default.with_addr(addr))
-            elif config.universe.contains(addr):
-                chosen.append(config.universe.with_addr(addr))
-            else:
-                chosen.append(CIDR(addr, config.universe.bits, config.universe.version))
-        return chosen
+        held = await self.peer.query(
+            lambda alloc: [alloc.cidr_of(addr) for addr in alloc.ledger.addresses(ident)]
+        )
+        if not targets:
+            return held
+        return [c for c in held if any(_selects(t, c.addr, default) for t in targets)]
 
     async def _release(self, ident: str, cidrs: Sequence[CIDR]) -> None:
         for cidr in cidrs:

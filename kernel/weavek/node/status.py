@@ -112,14 +112,7 @@ def peer_status(alloc: Allocator) -> PeerStatus:
 
 
 def owned_map(alloc: Allocator) -> dict[str, list[str]]:
-    """Ident -> its addresses as CIDR strings with the universe's prefix (``GET /ip``)."""
-    universe = alloc.universe
-    out: dict[str, list[str]] = {}
-    for ident, addrs, _ in alloc.ledger.items():
-        out[ident] = [
-            str(universe.with_addr(a))
-            if universe.contains(a)
-            else str(CIDR(a, universe.bits, universe.version))
-            for a in addrs
-        ]
-    return out
+    """Ident -> its addresses as CIDR strings, each as allocated (``GET /ip``: the owned map)."""
+    return {
+        ident: [str(alloc.cidr_of(a)) for a in addrs] for ident, addrs, _ in alloc.ledger.items()
+    }

@@ -51,3 +51,28 @@ def test_help_still_lists_every_command() -> None:
     )
     for command in ("launch", "stop", "prime", "status", "ip", "attach", "plugins", "simulate"):
         assert f" {command} " in done.stdout
+
+
+def test_a_peer_on_its_defaults_loads_no_other_plugins_heavy_libraries() -> None:
+    # Every first-party plugin is installed here (the py env), as after the README's
+    # quick start: finding their hooks and resolving the default store, transport and
+    # init strategy must not import the Docker SDK, grpc, aetcd or pyroute2, which
+    # only the runtimes and stores that use them need (about 0.3 s of start-up).
+    script = (
+        "import sys\n"
+        "from weavek.plugins import make_plugin_manager, resolve\n"
+        "pm = make_plugin_manager()\n"
+        "loaded = {name for name, _ in pm.list_name_plugin()}\n"
+        "assert {'docker', 'containerd', 'netns', 'etcd', 'volume'} <= loaded, loaded\n"
+        "for family, name in [('store', 'weavedb'), ('transport', 'tcp'), ('init', 'consensus')]:\n"
+        "    resolve(pm, family, name)\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEAVEK_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    heavy = ("docker", "grpc", "aetcd", "pyroute2", "google.protobuf")
+    loaded = [m for m in done.stdout.split() if m.split(".")[0] in heavy or m.startswith(heavy)]
+    assert not loaded, loaded

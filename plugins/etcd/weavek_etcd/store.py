@@ -38,9 +38,8 @@ import socket
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-import aetcd
 import anyio
 
 from weavek.core.effects import Effect
@@ -49,11 +48,15 @@ from weavek.core.snapshot import Snapshot
 from weavek.interfaces import Store, StoreUnavailable
 from weavek.node.naming import machine_name
 
-from .connection import Connection
 from .endpoints import parse_target
 from .errors import EtcdDataError, EtcdStoreError, EtcdTakenOver
 from .records import Ledger, RecordError, decode_ledger, decode_record, encode_ledger, ops_of
 from .records import encode_record as _encode_record
+
+if TYPE_CHECKING:
+    import aetcd
+
+    from .connection import Connection
 
 __all__ = ["MARKER", "SCHEMA", "EtcdStore"]
 
@@ -114,6 +117,8 @@ class EtcdStore(Store):
                 self.target.urls(), "needs --name on a machine without /etc/machine-id"
             )
         self.prefix = f"{self.target.root}/{format_peer_name(name)}/".encode()
+        from .connection import Connection  # aetcd and grpc: only for peers using etcd
+
         self._conn = Connection(self.target, self.where, self.timeout)
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()

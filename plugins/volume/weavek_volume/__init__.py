@@ -9,10 +9,14 @@ so it outlives the peer's own container. Reads and writes are
 
 from __future__ import annotations
 
-from .engine import IMAGE, LABEL, MOUNT_PATH
+from typing import TYPE_CHECKING, Any
+
 from .errors import VolumeError
 from .store import VolumeStore
 from .target import DEFAULT_DOCKER_HOST, DEFAULT_NAME, Target, parse_target
+
+if TYPE_CHECKING:
+    from .engine import IMAGE, LABEL, MOUNT_PATH
 
 __all__ = [
     "DEFAULT_DOCKER_HOST",
@@ -25,3 +29,13 @@ __all__ = [
     "VolumeStore",
     "parse_target",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The engine brings the Docker SDK, which weavek would otherwise import at every
+    # start just to list this store.
+    if name in ("IMAGE", "LABEL", "MOUNT_PATH"):
+        from . import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,6 @@ from weavek.interfaces import Store
 from weavek_weavedb import WeavedbStore
 from weavek_weavedb.paths import FILE_NAME
 
-from .engine import connect, find_volume, make_container
 from .errors import VolumeError
 from .mounts import visible_directory
 from .target import Target, parse_target
@@ -60,6 +59,9 @@ class VolumeStore(Store):
         self._problem: str | None = None
 
     async def __aenter__(self) -> Self:
+        # Here, not at the top: the Docker SDK is for peers that use this store.
+        from .engine import connect, find_volume, make_container
+
         # Docker's SDK blocks: its calls run in a worker thread. They are not abandoned on
         # cancellation (each has a timeout), so a container is never left half-seen.
         client = await anyio.to_thread.run_sync(connect, self.target)

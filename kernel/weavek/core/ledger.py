@@ -114,9 +114,10 @@ class Ledger:
         held = self._held
         containers = self._containers
         fromhex = bytes.fromhex
+        usual_prefix, usual_version = usual
         count = 0
         for addr, prefix, version, ident, is_container in rows:
-            if (prefix, version) != usual:
+            if prefix != usual_prefix or version != usual_version:
                 self._cidrs[addr] = CIDR(addr, prefix, version)
             key: Key = ident
             if len(ident) >= 16 and not len(ident) & 1:  # key_of, inlined for a million rows

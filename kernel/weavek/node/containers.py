@@ -136,6 +136,10 @@ class Containers:
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
         self._locks: dict[str, tuple[anyio.Lock, int]] = {}
+        # Containers attached since the peer started: only those are re-attached when
+        # they restart. One that got addresses through /ip alone (another tool does its
+        # networking) must not find a weavek interface in it after a restart.
+        self._attached: set[str] = set()
 
     # -- operations --------------------------------------------------------
 
@@ -172,6 +176,7 @@ class Containers:
                         500,
                     ) from None
                 raise
+            self._attached.add(ident)
         return Attached(container, ident, chosen.name, tuple(cidrs.all))
 
     async def detach(
@@ -203,6 +208,8 @@ class Containers:
                         f"detaching {container} failed: {_one_line(exc)}", 500
                     ) from None
             await self._release(ident, cidrs)
+            if not await self._addresses(ident):
+                self._attached.discard(ident)
         return Attached(container, ident, chosen.name if chosen else "", tuple(cidrs))
 
     async def expose(
@@ -230,13 +237,15 @@ class Containers:
         return Attached("host", EXPOSE_IDENT, used, tuple(cidrs))
 
     async def reattach(self, runtime: Runtime, ident: str) -> None:
-        """Plumb the addresses ``ident`` still holds into it again, if any.
+        """Plumb the addresses ``ident`` still holds into it again, if it was attached.
 
         For a container that started again: its addresses survived its death
-        (the grace period), its interface did not. A container that was never
-        attached holds nothing, and one that is attached already only has its
-        addresses confirmed (a runtime's attach adds what is missing).
+        (the grace period), its interface did not. One attached already only
+        has its addresses confirmed (a runtime's attach adds what is missing).
+        Only containers attached since this peer started are re-attached.
         """
+        if ident not in self._attached:
+            return
         async with self._serial(ident):
             cidrs = await self._selected(ident, ())
             if not cidrs:
@@ -249,6 +258,10 @@ class Containers:
                 log.exception("re-attaching %s %s after its restart", runtime.name, ident)
                 return
         log.info("Re-attached %s %s after its restart: %s", runtime.name, ident, _listing(cidrs))
+
+    def forget(self, ident: str) -> None:
+        """A container is gone for good: it will not be re-attached."""
+        self._attached.discard(ident)
 
     # -- runtimes ----------------------------------------------------------
 

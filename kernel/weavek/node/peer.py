@@ -31,7 +31,7 @@ import pluggy
 from anyio.abc import TaskStatus
 
 from weavek.core.allocator import Allocator
-from weavek.core.events import ContainerStarted, Event, PruneRequested, Tick
+from weavek.core.events import ContainerDestroyed, ContainerStarted, Event, PruneRequested, Tick
 from weavek.interfaces import Runtime, RuntimeEvent
 from weavek.plugins import make_plugin_manager, parse_plugin_arg, resolve
 
@@ -235,6 +235,8 @@ class _RuntimeEvents:
         await self.peer.mailbox.deliver(event)
         if type(event) is ContainerStarted and self.runtime is not None:
             self.peer._restarted(self.runtime, event.ident)
+        elif type(event) is ContainerDestroyed:
+            self.peer.containers.forget(event.ident)
 
 
 async def run_peer(

@@ -128,6 +128,27 @@ def test_container_restarted_within_the_grace_period_keeps_its_address(
     assert answer == ident[:12]
 
 
+def test_a_container_given_an_address_through_ip_alone_gets_no_interface_on_restart(
+    dockerd: Dockerd, peer_host: PeerHosts, name: Callable[[], str]
+) -> None:
+    # Its networking is someone else's: weavek only handed out the address.
+    host = peer_host(runtime(dockerd), grace_period=5.0)
+    container = name()
+    ident = dockerd.run(container, *SERVER)
+    status, cidr = host.request("POST", f"/ip/{ident}?check-alive=true")
+    assert status == 200, cidr
+    dockerd.docker("restart", "-t", "0", container)
+    wait_until(
+        lambda: dockerd.docker("inspect", "-f", "{{.State.Running}}", container) == "true",
+        10,
+        "the restart",
+    )
+    time.sleep(1.0)  # a re-attach would have happened by now (it takes milliseconds)
+    assert not has_address(dockerd.docker, container, cidr)
+    assert "ethwe" not in dockerd.docker("exec", container, "ip", "link")
+    assert host.lookup(ident) == [cidr]  # the address itself is kept, as for any container
+
+
 def test_peer_restart_frees_containers_that_vanished_and_keeps_the_others(
     dockerd: Dockerd, peer_host: PeerHosts, name: Callable[[], str]
 ) -> None:

@@ -243,6 +243,15 @@ class Runtime(Service, ABC):
     async def running(self) -> frozenset[str]:
         """The idents of the containers that exist now, for reconciliation at start-up."""
 
+    async def attached(self) -> frozenset[str]:
+        """The idents of this runtime's containers that have an interface on the bridge now.
+
+        Asked once at start-up, after :meth:`running`: a container that a
+        previous run of the peer attached is then re-attached when it restarts,
+        as one attached by this run is. The default knows of none.
+        """
+        return frozenset()
+
     async def expose(self, cidrs: Sequence[CIDR]) -> None:
         """Give the host's bridge these addresses (``weavek expose``)."""
         raise RuntimeUnsupported(f"the {self.name} runtime cannot expose the host")

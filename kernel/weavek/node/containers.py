@@ -136,9 +136,10 @@ class Containers:
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
         self._locks: dict[str, tuple[anyio.Lock, int]] = {}
-        # Containers attached since the peer started: only those are re-attached when
-        # they restart. One that got addresses through /ip alone (another tool does its
-        # networking) must not find a weavek interface in it after a restart.
+        # Containers attached (by this run of the peer or, still plumbed, by the last):
+        # only those are re-attached when they restart. One that got addresses through
+        # /ip alone (another tool does its networking) must not find a weavek interface
+        # in it after a restart.
         self._attached: set[str] = set()
 
     # -- operations --------------------------------------------------------
@@ -242,7 +243,8 @@ class Containers:
         For a container that started again: its addresses survived its death
         (the grace period), its interface did not. One attached already only
         has its addresses confirmed (a runtime's attach adds what is missing).
-        Only containers attached since this peer started are re-attached.
+        Only containers attached since this peer started, or still on the
+        bridge when it started (:meth:`adopt`), are re-attached.
         """
         if ident not in self._attached:
             return
@@ -258,6 +260,10 @@ class Containers:
                 log.exception("re-attaching %s %s after its restart", runtime.name, ident)
                 return
         log.info("Re-attached %s %s after its restart: %s", runtime.name, ident, _listing(cidrs))
+
+    def adopt(self, idents: frozenset[str]) -> None:
+        """Containers a previous run of the peer attached: re-attach them too on restart."""
+        self._attached |= idents
 
     def forget(self, ident: str) -> None:
         """A container is gone for good: it will not be re-attached."""

@@ -200,6 +200,7 @@ class Peer:
             running: set[str] = set()
             for runtime in runtimes:
                 running |= await runtime.running()
+                self.containers.adopt(await runtime.attached())
             await self.deliver(PruneRequested(frozenset(running)))
         tasks.start_soon(self._tick)
         from weavek.api.server import serve  # the API imports the node; import it late

@@ -187,6 +187,10 @@ class ContainerdRuntime(Runtime):
         reply = await self._call(api.LIST_CONTAINERS)
         return frozenset(container.id for container in reply.containers)
 
+    async def attached(self) -> frozenset[str]:
+        """This daemon's containers with a veth pair on the bridge (other runtimes share it)."""
+        return frozenset(await plumbing.attached(self.bridge)) & await self.running()
+
     async def expose(self, cidrs: Sequence[CIDR]) -> None:
         await plumbing.expose(self.bridge, cidrs)
 

@@ -128,6 +128,19 @@ def test_container_restarted_within_the_grace_period_keeps_its_address(
     assert answer == ident[:12]
 
 
+def test_a_container_attached_before_a_peer_restart_is_re_attached_when_it_restarts(
+    dockerd: Dockerd, peer_host: PeerHosts, name: Callable[[], str]
+) -> None:
+    host = peer_host(runtime(dockerd), grace_period=5.0)
+    container = name()
+    ident = dockerd.run(container, *SERVER)
+    (cidr,) = host.attach(container)
+    host.restart()  # the new peer process only finds the container's veth on the bridge
+    dockerd.docker("restart", "-t", "0", container)
+    wait_until(lambda: has_address(dockerd.docker, container, cidr), 10, f"{cidr} back on ethwe")
+    assert host.lookup(ident) == [cidr]
+
+
 def test_a_container_given_an_address_through_ip_alone_gets_no_interface_on_restart(
     dockerd: Dockerd, peer_host: PeerHosts, name: Callable[[], str]
 ) -> None:

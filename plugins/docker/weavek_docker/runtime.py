@@ -160,6 +160,10 @@ class DockerRuntime(Runtime):
         """Every container that exists, running or stopped (a stopped one may start again)."""
         return frozenset(await self._call(_all_containers))
 
+    async def attached(self) -> frozenset[str]:
+        """This daemon's containers with a veth pair on the bridge (other runtimes share it)."""
+        return frozenset(await plumbing.attached(self.bridge)) & await self.running()
+
     async def expose(self, cidrs: Sequence[CIDR]) -> None:
         await plumbing.expose(self.bridge, cidrs)
 

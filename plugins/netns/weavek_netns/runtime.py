@@ -145,6 +145,11 @@ class NetnsRuntime(Runtime):
             found |= {f"netns:{entry}" for entry in os.listdir(self.netns_dir)}
         return frozenset(found)
 
+    async def attached(self) -> frozenset[str]:
+        """Namespaces and processes with a veth pair on the bridge (other runtimes share it)."""
+        found = await plumbing.attached(self.bridge)
+        return frozenset(ident for ident in found if ident.startswith(("netns:", "pid:")))
+
     async def expose(self, cidrs: Sequence[CIDR]) -> None:
         await plumbing.expose(self.bridge, cidrs)
 

@@ -27,9 +27,8 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import anyio
@@ -38,12 +37,10 @@ import grpc  # type: ignore[import-untyped]
 from anyio.streams.memory import MemoryObjectSendStream
 
 from weavek.core.address import CIDR
-from weavek.core.events import ContainerDestroyed, ContainerDied, ContainerStarted
-from weavek.interfaces import ContainerNotFound, Runtime, RuntimeEvent
-from weavek_netns import plumbing
+from weavek.interfaces import ContainerNotFound, RuntimeEvent
+from weavek_netns.daemon import DaemonRuntime, Seen
 
 from . import api
-from .lifecycle import changes
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -59,8 +56,6 @@ T = TypeVar("T")
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 DEFAULT_NAMESPACE = "default"
 CALL_TIMEOUT = 10.0
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 5.0
 # An event published between our subscription and our listing could be missed
 # (grpc gives no signal that the server has registered the subscriber), so we
 # compare views once more a little after each (re)connection.
@@ -68,6 +63,13 @@ RECHECK_AFTER = 1.0
 # containerd's own rule for namespace names (namespaces.Validate).
 _NAMESPACE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 _TOPICS = ("/tasks/start", "/tasks/exit", "/containers/create", "/containers/delete")
+# What api.decode_event says happened, in the shared runtime's words.
+_SEEN: dict[str, Seen] = {
+    "created": "created",
+    "started": "started",
+    "exited": "died",
+    "deleted": "destroyed",
+}
 _GONE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
 
@@ -93,10 +95,12 @@ def parse_target(arg: str | None) -> tuple[str, str]:
     return path, namespace
 
 
-class ContainerdRuntime(Runtime):
+class ContainerdRuntime(DaemonRuntime):
     """Attaches containerd containers (tasks) to the bridge; reports their deaths to the peer."""
 
     name = "containerd"
+    daemon = "containerd"
+    unreachable = (ContainerdUnavailable, grpc.RpcError)
 
     def __init__(
         self,
@@ -114,33 +118,8 @@ class ContainerdRuntime(Runtime):
         self._metadata = (("containerd-namespace", self.namespace),)
         self._channel: grpc.Channel | None = None
         self._channel_lock = threading.Lock()
-        self._problem: str | None = None
-        self._view: dict[str, bool] | None = None  # ident -> running, as last seen
-        self._tasks: anyio.abc.TaskGroup | None = None
-        self.connected = anyio.Event()
-        """Set once the watcher has subscribed and reconciled (tests and benchmarks wait on it)."""
 
-    # -- service -------------------------------------------------------------
-
-    def health(self) -> str | None:
-        return self._problem
-
-    async def __aenter__(self) -> Self:
-        self._tasks = anyio.create_task_group()
-        await self._tasks.__aenter__()
-        self._tasks.start_soon(self._watch)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._tasks is not None:
-            self._tasks.cancel_scope.cancel()
-            await self._tasks.__aexit__(exc_type, exc, tb)
-            self._tasks = None
+    def _close(self) -> None:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
@@ -160,42 +139,10 @@ class ContainerdRuntime(Runtime):
         ident: str = reply.container.id
         return ident
 
-    async def attach(self, ident: str, cidrs: Sequence[CIDR]) -> None:
-        pid = await self._pid(ident)
-        netns = f"/proc/{pid}/ns/net"
-        await plumbing.attach_netns(
-            netns, ident=ident, cidrs=cidrs, bridge=self.bridge, universe=self.universe
-        )
-        # The task could have exited and its pid been reused between Get and attach.
-        try:
-            same = await self._pid(ident) == pid
-        except ContainerNotFound:
-            same = False
-        if not same:
-            await plumbing.detach_netns(netns, ident=ident, cidrs=cidrs)
-            raise ContainerNotFound(f"containerd task {ident} exited while being attached")
-
-    async def detach(self, ident: str, cidrs: Sequence[CIDR]) -> None:
-        try:
-            netns = f"/proc/{await self._pid(ident)}/ns/net"
-        except ContainerNotFound:
-            netns = "/nonexistent"  # its namespace is gone: only the host end may remain
-        await plumbing.detach_netns(netns, ident=ident, cidrs=cidrs)
-
     async def running(self) -> frozenset[str]:
         """Every container of the namespace, with or without a running task."""
         reply = await self._call(api.LIST_CONTAINERS)
         return frozenset(container.id for container in reply.containers)
-
-    async def attached(self) -> frozenset[str]:
-        """This daemon's containers with a veth pair on the bridge (other runtimes share it)."""
-        return frozenset(await plumbing.attached(self.bridge)) & await self.running()
-
-    async def expose(self, cidrs: Sequence[CIDR]) -> None:
-        await plumbing.expose(self.bridge, cidrs)
-
-    async def hide(self, cidrs: Sequence[CIDR]) -> None:
-        await plumbing.hide(self.bridge, cidrs)
 
     # -- the daemon ----------------------------------------------------------
 
@@ -241,6 +188,9 @@ class ContainerdRuntime(Runtime):
         pid: int = process.pid
         return pid
 
+    def _vanished(self, ident: str) -> str:
+        return f"containerd task {ident} exited while being attached"
+
     async def _current(self) -> dict[str, bool]:
         """Every container of the namespace: ID -> whether its task runs."""
         containers = await self._call(api.LIST_CONTAINERS)
@@ -250,31 +200,6 @@ class ContainerdRuntime(Runtime):
         return {container.id: container.id in live for container in containers.containers}
 
     # -- events --------------------------------------------------------------
-
-    async def _watch(self) -> None:
-        """Follow the namespace's events for ever, reconnecting with backoff."""
-        delay = BACKOFF_FIRST
-        while True:
-            try:
-                await self._follow()
-            except* (ContainerdUnavailable, grpc.RpcError) as group:  # the reader's task group
-                self._lost(group.exceptions[0])
-            await anyio.sleep(delay)
-            delay = BACKOFF_FIRST if self._problem is None else min(delay * 2, BACKOFF_MAX)
-
-    def _lost(self, error: BaseException) -> None:
-        problem = f"containerd unreachable at {self.address}, reconnecting"
-        if self._problem is None:
-            log.warning("%s: %s", problem, (str(error) or type(error).__name__).splitlines()[0])
-        self._problem = problem
-        if self.connected.is_set():
-            self.connected = anyio.Event()
-
-    async def _reconcile(self) -> None:
-        now = await self._current()
-        for change in changes(self._view, now):
-            await self.deliver(change)
-        self._view = dict(now)
 
     async def _follow(self) -> None:
         """Subscribe, reconcile with what exists now, then deliver events until the stream ends."""
@@ -289,14 +214,11 @@ class ContainerdRuntime(Runtime):
         try:
             async with anyio.create_task_group() as reader:
                 reader.start_soon(_pump, stream, envelopes)
-                await self._reconcile()
-                if self._problem is not None:
-                    log.warning("containerd at %s reachable again", self.address)
-                self._problem = None
-                self.connected.set()
+                await self._reconcile(await self._current())
+                self._connected()
                 with anyio.move_on_after(RECHECK_AFTER):
                     await self._deliver_from(received)
-                await self._reconcile()
+                await self._reconcile(await self._current())
                 await self._deliver_from(received)
         finally:
             stream.cancel()  # also wakes the reader thread still blocked on the stream
@@ -311,22 +233,12 @@ class ContainerdRuntime(Runtime):
 
     async def _handle(self, topic: str, payload: bytes) -> None:
         decoded = api.decode_event(topic, payload)
-        if decoded is None or self._view is None:
-            if decoded is None and topic in _TOPICS:
+        if decoded is None:
+            if topic in _TOPICS:
                 log.warning("ignored an undecodable containerd event on %s", topic)
             return
         what, ident = decoded
-        if what == "created":
-            self._view[ident] = False
-        elif what == "started":
-            self._view[ident] = True
-            await self.deliver(ContainerStarted(ident))
-        elif what == "exited":
-            self._view[ident] = False
-            await self.deliver(ContainerDied(ident))
-        elif what == "deleted":
-            self._view.pop(ident, None)
-            await self.deliver(ContainerDestroyed(ident))
+        await self._seen(_SEEN[what], ident)
 
 
 async def _pump(stream: Iterator[Any], into: MemoryObjectSendStream[Any]) -> None:

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from weavek.core.events import ContainerDestroyed, ContainerDied, ContainerStarted
-from weavek_docker.lifecycle import changes
 from weavek_docker.runtime import event_of
+from weavek_netns.daemon import changes
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),

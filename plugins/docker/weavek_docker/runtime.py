@@ -15,44 +15,41 @@ One background task follows the daemon's container events (``start``,
 ``die``, ``destroy``) and hands them to the peer. When the daemon cannot be
 reached it says so in :meth:`DockerRuntime.health` and reconnects with
 backoff; on every (re)connection it compares what it saw last with what
-exists now (:func:`~weavek_docker.lifecycle.changes`), so containers that
-died or were removed meanwhile are reported too.
+exists now (:class:`weavek_netns.daemon.DaemonRuntime`, shared with the
+containerd runtime), so containers that died or were removed meanwhile are
+reported too.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import anyio
-import anyio.abc
 import docker  # type: ignore[import-untyped,unused-ignore]  # typed only with types-docker
 import docker.errors  # type: ignore[import-untyped,unused-ignore]
 import requests
 import urllib3.exceptions
 
 from weavek.core.address import CIDR
-from weavek.core.events import ContainerDestroyed, ContainerDied, ContainerStarted
-from weavek.interfaces import ContainerNotFound, Runtime, RuntimeEvent
-from weavek_netns import plumbing
-
-from .lifecycle import changes
+from weavek.interfaces import ContainerNotFound, RuntimeEvent
+from weavek_netns.daemon import DaemonRuntime, Seen, first_line
 
 __all__ = ["DEFAULT_ADDRESS", "DockerRuntime", "DockerUnavailable", "event_of"]
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 5.0
 # Paused containers keep their processes and namespace: still attached, not dead.
 _LIVE_STATES = frozenset({"running", "paused"})
-_ACTIONS = frozenset({"create", "start", "die", "destroy"})
+_ACTIONS: dict[str, Seen] = {
+    "create": "created",
+    "start": "started",
+    "die": "died",
+    "destroy": "destroyed",
+}
 # What "the daemon is not there" looks like through the SDK and requests.
 # A stream cut by a daemon that stops mid-chunk raises ChunkedEncodingError or urllib3's errors.
 _UNREACHABLE = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError)
@@ -62,10 +59,12 @@ class DockerUnavailable(Exception):
     """The Docker daemon cannot be reached; the message says where, in one line."""
 
 
-class DockerRuntime(Runtime):
+class DockerRuntime(DaemonRuntime):
     """Attaches Docker containers to the bridge; reports their deaths to the peer."""
 
     name = "docker"
+    daemon = "docker daemon"
+    unreachable = (DockerUnavailable, docker.errors.DockerException, *_UNREACHABLE)
 
     def __init__(
         self,
@@ -81,33 +80,8 @@ class DockerRuntime(Runtime):
         self.address = arg or os.environ.get("DOCKER_HOST") or DEFAULT_ADDRESS
         self._client: docker.APIClient | None = None
         self._client_lock = threading.Lock()
-        self._problem: str | None = None
-        self._view: dict[str, bool] | None = None  # ident -> running, as last seen
-        self._tasks: anyio.abc.TaskGroup | None = None
-        self.connected = anyio.Event()
-        """Set once the watcher has subscribed and reconciled (tests and benchmarks wait on it)."""
 
-    # -- service -------------------------------------------------------------
-
-    def health(self) -> str | None:
-        return self._problem
-
-    async def __aenter__(self) -> Self:
-        self._tasks = anyio.create_task_group()
-        await self._tasks.__aenter__()
-        self._tasks.start_soon(self._watch)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._tasks is not None:
-            self._tasks.cancel_scope.cancel()
-            await self._tasks.__aexit__(exc_type, exc, tb)
-            self._tasks = None
+    def _close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -130,45 +104,9 @@ class DockerRuntime(Runtime):
         ident: str = info["Id"]
         return ident
 
-    async def attach(self, ident: str, cidrs: Sequence[CIDR]) -> None:
-        pid = await self._pid(ident)
-        await plumbing.attach_netns(
-            f"/proc/{pid}/ns/net",
-            ident=ident,
-            cidrs=cidrs,
-            bridge=self.bridge,
-            universe=self.universe,
-        )
-        # The pid could have died and been reused between inspect and attach:
-        # if the container is no longer the same process, undo and say it is gone.
-        try:
-            same = await self._pid(ident) == pid
-        except ContainerNotFound:
-            same = False
-        if not same:
-            await plumbing.detach_netns(f"/proc/{pid}/ns/net", ident=ident, cidrs=cidrs)
-            raise ContainerNotFound(f"container {ident[:12]} stopped while being attached")
-
-    async def detach(self, ident: str, cidrs: Sequence[CIDR]) -> None:
-        try:
-            netns = f"/proc/{await self._pid(ident)}/ns/net"
-        except ContainerNotFound:
-            netns = "/nonexistent"  # its namespace is gone: only the host end may remain
-        await plumbing.detach_netns(netns, ident=ident, cidrs=cidrs)
-
     async def running(self) -> frozenset[str]:
         """Every container that exists, running or stopped (a stopped one may start again)."""
         return frozenset(await self._call(_all_containers))
-
-    async def attached(self) -> frozenset[str]:
-        """This daemon's containers with a veth pair on the bridge (other runtimes share it)."""
-        return frozenset(await plumbing.attached(self.bridge)) & await self.running()
-
-    async def expose(self, cidrs: Sequence[CIDR]) -> None:
-        await plumbing.expose(self.bridge, cidrs)
-
-    async def hide(self, cidrs: Sequence[CIDR]) -> None:
-        await plumbing.hide(self.bridge, cidrs)
 
     # -- the daemon ----------------------------------------------------------
 
@@ -193,7 +131,7 @@ class DockerRuntime(Runtime):
             raise
         except (docker.errors.DockerException, *_UNREACHABLE) as error:
             raise DockerUnavailable(
-                f"docker daemon unreachable at {self.address}: {_first_line(error)}"
+                f"docker daemon unreachable at {self.address}: {first_line(error)}"
             ) from None
 
     async def _pid(self, ident: str) -> int:
@@ -208,23 +146,10 @@ class DockerRuntime(Runtime):
             raise ContainerNotFound(f"docker container {ident[:12]} is not running")
         return pid
 
-    # -- events --------------------------------------------------------------
+    def _vanished(self, ident: str) -> str:
+        return f"container {ident[:12]} stopped while being attached"
 
-    async def _watch(self) -> None:
-        """Follow the daemon's container events for ever, reconnecting with backoff."""
-        delay = BACKOFF_FIRST
-        while True:
-            try:
-                await self._follow()
-            except (DockerUnavailable, docker.errors.DockerException, *_UNREACHABLE) as error:
-                problem = f"docker daemon unreachable at {self.address}, reconnecting"
-                if self._problem is None:
-                    log.warning("%s: %s", problem, _first_line(error))
-                self._problem = problem
-                if self.connected.is_set():
-                    self.connected = anyio.Event()
-            await anyio.sleep(delay)
-            delay = BACKOFF_FIRST if self._problem is None else min(delay * 2, BACKOFF_MAX)
+    # -- events --------------------------------------------------------------
 
     async def _follow(self) -> None:
         """Subscribe, reconcile with what exists now, then deliver events until the stream ends."""
@@ -232,14 +157,8 @@ class DockerRuntime(Runtime):
             lambda api: api.events(decode=True, filters={"type": ["container"]})
         )
         try:
-            now = await self._call(_all_containers)
-            for change in changes(self._view, now):
-                await self.deliver(change)
-            self._view = dict(now)
-            if self._problem is not None:
-                log.warning("docker daemon at %s reachable again", self.address)
-            self._problem = None
-            self.connected.set()
+            await self._reconcile(await self._call(_all_containers))
+            self._connected()
             events: Iterator[dict[str, Any]] = iter(stream)
             while True:
                 event = await anyio.to_thread.run_sync(_next, events, abandon_on_cancel=True)
@@ -252,20 +171,9 @@ class DockerRuntime(Runtime):
 
     async def _handle(self, event: Mapping[str, Any]) -> None:
         decoded = event_of(event)
-        if decoded is None or self._view is None:
-            return
-        action, ident = decoded
-        if action == "create":
-            self._view[ident] = False
-        elif action == "start":
-            self._view[ident] = True
-            await self.deliver(ContainerStarted(ident))
-        elif action == "die":
-            self._view[ident] = False
-            await self.deliver(ContainerDied(ident))
-        elif action == "destroy":
-            self._view.pop(ident, None)
-            await self.deliver(ContainerDestroyed(ident))
+        if decoded is not None:
+            action, ident = decoded
+            await self._seen(_ACTIONS[action], ident)
 
 
 def event_of(event: object) -> tuple[str, str] | None:
@@ -295,8 +203,3 @@ def _all_containers(api: docker.APIClient) -> dict[str, bool]:
 def _next(events: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
     """The next decoded event, or None at the end of the stream."""
     return next(events, None)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 from .daemons import (
     START_TIMEOUT,
@@ -38,7 +39,7 @@ from .daemons import (
     _tail,
 )
 
-__all__ = ["PeerHost", "link_hosts"]
+__all__ = ["PeerHost", "PeerHosts", "link_hosts"]
 
 _CLONE_NEWNET = 0x40000000
 
@@ -226,6 +227,23 @@ class PeerHost:
             self.kill()
         _delete_netns(self.netns)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class PeerHosts:
+    """Starts :class:`PeerHost` s for one test (the ``peer_host`` fixture); :meth:`close`
+    deletes them all."""
+
+    def __init__(self) -> None:
+        self.made: list[PeerHost] = []
+
+    def __call__(self, *runtimes: str, start: bool = True, **options: Any) -> PeerHost:
+        host = PeerHost(*runtimes, **options)
+        self.made.append(host)
+        return host.start() if start else host
+
+    def close(self) -> None:
+        for host in self.made:
+            host.close()
 
 
 def link_hosts(first: PeerHost, second: PeerHost, subnet: str = "10.99.1") -> tuple[str, str]:

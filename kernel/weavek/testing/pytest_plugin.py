@@ -11,6 +11,9 @@ Installed with weavek, so plugin authors get them without configuration:
   (:mod:`weavek.testing.daemons`); ``dockerd_factory`` /
   ``containerd_factory`` start fresh ones for a single test (to stop or
   restart them). They need root; a daemon that cannot start fails the test.
+* ``peer_host``: ``peer_host(*runtimes, **PeerHost options)`` starts a peer
+  in a network namespace of its own (:class:`~weavek.testing.peerhost.PeerHost`);
+  all are deleted at teardown, and a failed test shows the end of each log.
 
 Pytest imports this module in every run of every project that has weavek
 installed, so it imports nothing from weavek until a fixture is used.
@@ -18,7 +21,7 @@ installed, so it imports nothing from weavek until a fixture is used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,6 +29,7 @@ import pytest
 if TYPE_CHECKING:
     from weavek.testing.cluster import Cluster
     from weavek.testing.daemons import Containerd, Dockerd
+    from weavek.testing.peerhost import PeerHosts
 
 __all__ = [
     "cluster",
@@ -34,6 +38,7 @@ __all__ = [
     "containerd_factory",
     "dockerd",
     "dockerd_factory",
+    "peer_host",
 ]
 
 
@@ -104,3 +109,28 @@ def containerd() -> Iterator[Containerd]:
     """One private containerd for the session (busybox imported in namespace ``weavek-test``)."""
     for make in _daemons("containerd"):
         yield make()
+
+
+@pytest.fixture
+def peer_host() -> Iterator[PeerHosts]:
+    """``peer_host(*runtimes, **PeerHost options)``: a started peer in a namespace of its own."""
+    from weavek.testing.peerhost import PeerHosts
+
+    hosts = PeerHosts()
+    try:
+        yield hosts
+    finally:
+        hosts.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that used ``peer_host`` shows the end of each peer's log."""
+    report: pytest.TestReport = yield
+    if report.when == "call" and report.failed:
+        hosts = getattr(item, "funcargs", {}).get("peer_host")
+        for host in getattr(hosts, "made", ()):
+            report.sections.append((f"log of the peer in {host.netns}", host.log_tail(60)))
+    return report

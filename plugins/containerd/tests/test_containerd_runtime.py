@@ -15,10 +15,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
-from conftest import PeerHosts
 
 from weavek.testing.daemons import BUSYBOX_IMAGE, Containerd, DaemonError
-from weavek.testing.peerhost import link_hosts
+from weavek.testing.peerhost import PeerHosts, link_hosts
 from weavek_containerd.runtime import parse_target
 
 T = TypeVar("T")

@@ -16,10 +16,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
-from conftest import PeerHosts
 
 from weavek.testing.daemons import BUSYBOX_IMAGE, DaemonError, Dockerd
-from weavek.testing.peerhost import link_hosts
+from weavek.testing.peerhost import PeerHosts, link_hosts
 
 T = TypeVar("T")
 SERVER = ("nc", "-ll", "-p", "7000", "-e", "/bin/hostname")  # answers with its hostname

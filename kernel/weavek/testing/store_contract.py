@@ -73,15 +73,20 @@ __all__ = [
     "PEER_B",
     "Damage",
     "Outage",
+    "CrashWriter",
     "PersistentStoreContract",
     "ServiceStoreContract",
     "StoreContract",
     "StoreFactory",
     "StoreSpec",
+    "WriterState",
     "make_ring",
+    "parse_batches",
+    "replay_batch",
     "state_of",
     "v4",
     "v6",
+    "writer_state",
 ]
 
 StoreFactory = Callable[[], Awaitable[Store]]
@@ -380,7 +385,7 @@ class Outage(Protocol):
     async def end(self) -> None: ...
 
 
-State = tuple[dict[str, int], int | None]
+WriterState = tuple[dict[str, int], int | None]
 """What the child writer's output describes: ident -> host number, and the ring's marker."""
 
 
@@ -444,10 +449,10 @@ class PersistentStoreContract(StoreContract):
         # at a random moment, several rounds over the same data. After each kill the data
         # must hold every acknowledged batch and all or none of the one in flight.
         rng = random.Random(int(os.environ.get("WEAVEK_STORE_CRASH_SEED", "7")))
-        state: State = ({}, None)
+        state: WriterState = ({}, None)
         acked_total = 0
         for round_ in range(self.crash_rounds):
-            child = _Child(store_spec, round_)
+            child = CrashWriter(store_spec, round_)
             try:
                 if round_ % 3 == 0:
                     await anyio.sleep(rng.uniform(0.0, 0.8))  # anywhere in start-up too
@@ -457,12 +462,12 @@ class PersistentStoreContract(StoreContract):
                     await anyio.sleep(rng.uniform(0.05, 0.5))
             finally:
                 lines = child.kill()
-            acked, in_flight = _parse(lines)
+            acked, in_flight = parse_batches(lines)
             for batch in acked:
-                state = _replay(state, batch)
+                state = replay_batch(state, batch)
             acked_total += sum(line[0] == "+" for b in acked for line in b)
-            loaded = _as_state(await self.restart(store_factory))
-            landed = None if in_flight is None else _replay(state, in_flight)
+            loaded = writer_state(await self.restart(store_factory))
+            landed = None if in_flight is None else replay_batch(state, in_flight)
             assert loaded in (state, landed), (
                 f"round {round_}: not what was acknowledged (in flight: {in_flight})"
             )
@@ -531,11 +536,16 @@ class ServiceStoreContract(PersistentStoreContract):
         assert state_of(await self.restart(store_factory)) == (PEER_A, make_ring(), {})
 
 
-# -- the child writer of the kill -9 test ------------------------------------------------
+# -- the child writer of the kill -9 test (also used by a store's own crash tests) -------
 
 
-class _Child:
-    """The writer (``python -m weavek.testing.store_contract``); a thread drains its output."""
+class CrashWriter:
+    """The writer (``python -m weavek.testing.store_contract SPEC ROUND``), started at once.
+
+    It prints ``ready N`` after load, then for each batch ``batch K`` and one
+    line per effect before ``apply``, and ``ok K`` once ``apply`` returned. A
+    thread drains its output; :meth:`kill` SIGKILLs it and returns the lines.
+    """
 
     def __init__(self, spec: StoreSpec, round_: int) -> None:
         import json
@@ -574,7 +584,7 @@ class _Child:
         return self.lines
 
 
-def _parse(lines: list[str]) -> tuple[list[list[str]], list[str] | None]:
+def parse_batches(lines: list[str]) -> tuple[list[list[str]], list[str] | None]:
     """The acknowledged batches in order, and the batch in flight at the kill (if any)."""
     acked: list[list[str]] = []
     current: list[str] | None = None
@@ -590,7 +600,8 @@ def _parse(lines: list[str]) -> tuple[list[list[str]], list[str] | None]:
     return acked, current
 
 
-def _replay(state: State, batch: list[str]) -> State:
+def replay_batch(state: WriterState, batch: list[str]) -> WriterState:
+    """``state`` after one batch of the writer's lines."""
     owned, ring = dict(state[0]), state[1]
     for line in batch:
         kind, *rest = line.split()
@@ -603,7 +614,8 @@ def _replay(state: State, batch: list[str]) -> State:
     return owned, ring
 
 
-def _as_state(snap: Snapshot | None) -> State:
+def writer_state(snap: Snapshot | None) -> WriterState:
+    """What a store loaded, in the writer's terms (to compare with its replayed lines)."""
     if snap is None:
         return {}, None
     base = v4(0).addr
